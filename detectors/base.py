@@ -1,0 +1,122 @@
+"""The detector plug-in contract: fact declarations, the Detector protocol, input errors.
+
+A leaf module: it imports nothing from the engine or from other detectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+
+__all__ = [
+    "FACT_TYPES",
+    "COMPONENT_KINDS",
+    "RELATIONS",
+    "FactDecl",
+    "Reference",
+    "DetectContext",
+    "Detector",
+    "InputError",
+]
+
+# The value types a fact may declare. `list[object]` declares a list whose element
+# fields are declared under `path[].field`; `enum` lists its values.
+FACT_TYPES = frozenset(
+    {"boolean", "integer", "number", "string", "enum", "list[string]", "list[object]"}
+)
+
+COMPONENT_KINDS = (
+    "language_model",
+    "vision_encoder",
+    "audio_encoder",
+    "projector",
+    "embeddings",
+    "head",
+    "other",
+)
+
+RELATIONS = ("identical", "derived", "independent", "unknown")
+
+
+@dataclass(frozen=True)
+class FactDecl:
+    """One fact a detector emits: its path in the fact sheet, its type and meaning.
+
+    Paths are dotted; `[]` marks the elements of a list, e.g.
+    `components[].match.relation`. A fact that is absent or null is unknown.
+    """
+
+    path: str
+    type: str
+    doc: str
+    values: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.type not in FACT_TYPES:
+            raise ValueError(f"fact `{self.path}` has unknown type `{self.type}`")
+        if (self.type == "enum") != bool(self.values):
+            raise ValueError(f"fact `{self.path}`: only an enum lists values")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A known public model in the reference catalogue (one folder per reference).
+
+    `path` is the reference's folder; each detector that fingerprints references keeps
+    its own files there, named after the detector (`weights.json`, `tokenizer.json` ...).
+    """
+
+    id: str
+    origin: str
+    path: Path
+    organisation: str | None = None
+    license: str | None = None
+    components: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DetectContext:
+    """What a detector gets besides the model: references, manifest, progress."""
+
+    references: tuple[Reference, ...] = ()
+    manifest: Path | None = None
+    # Called with (bytes_done, bytes_total) as weights are read; may be None.
+    progress: Callable[[int, int], None] | None = None
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """A plug-in registered in the entry-point group `originality.detectors`.
+
+    The entry point names a class constructed with no arguments. `emits` are the
+    top-level keys under `facts` that this detector owns (no two detectors share one);
+    every fact it writes is declared in `facts`.
+    """
+
+    name: str
+    version: str
+    emits: tuple[str, ...]
+    facts: tuple[FactDecl, ...]
+
+    def detect(self, model: Any, context: DetectContext) -> dict[str, Any]:
+        """Return {top-level key: value} for the keys in `emits`."""
+        ...
+
+    # Optional: `fingerprint(self, model, directory: Path, components: Mapping[str, str])`
+    # writes this detector's weights-free description of a reference model into the
+    # reference's catalogue folder, for `catalog add`. Detectors without it skip.
+
+
+class InputError(Exception):
+    """A malformed input file. Shown to people as one line: `file: place: problem`."""
+
+    def __init__(self, file: str | Path, place: str | None, problem: str) -> None:
+        self.file = str(file)
+        self.place = place
+        self.problem = problem
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.place}" if self.place else self.file
+        return f"{where}: {self.problem}"
