@@ -15,6 +15,7 @@ from detectors.model import read_json
 
 __all__ = [
     "ARCHITECTURE_FIELDS",
+    "ENCODER_FIELDS",
     "NESTED_CONFIGS",
     "ConfigDetector",
     "architecture_fields",
@@ -40,13 +41,34 @@ ARCHITECTURE_FIELDS = (
     "head_dim",
 )
 NESTED_CONFIGS = ("vision_config", "audio_config", "text_config")
+# Encoder configs name their shape differently (Whisper's d_model, ViT's patch_size);
+# these count inside the nested configs as well.
+ENCODER_FIELDS = (
+    "d_model",
+    "encoder_layers",
+    "encoder_attention_heads",
+    "encoder_ffn_dim",
+    "num_mel_bins",
+    "patch_size",
+    "temporal_patch_size",
+    "image_size",
+    "num_channels",
+    "depth",
+    "embed_dim",
+    "num_heads",
+    "spatial_merge_size",
+    "projection_dim",
+    "layer_norm_eps",
+)
 
 FINGERPRINT_FILE = "config.json"
 _FINGERPRINT_SCHEMA = "originality.config-fingerprint/1"
 
 
-def _flatten(config: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
-    for field in ARCHITECTURE_FIELDS:
+def _flatten(
+    config: Mapping[str, Any], prefix: str, fields: tuple[str, ...], out: dict[str, Any]
+) -> None:
+    for field in fields:
         value = config.get(field)
         if value is not None:
             out[prefix + field] = value
@@ -55,11 +77,11 @@ def _flatten(config: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> Non
 def architecture_fields(config: Mapping[str, Any]) -> dict[str, Any]:
     """The architecture fields of a parsed config.json, nested ones flattened with dots."""
     out: dict[str, Any] = {}
-    _flatten(config, "", out)
+    _flatten(config, "", ARCHITECTURE_FIELDS, out)
     for nested in NESTED_CONFIGS:
         sub = config.get(nested)
         if isinstance(sub, Mapping):
-            _flatten(sub, nested + ".", out)
+            _flatten(sub, nested + ".", ARCHITECTURE_FIELDS + ENCODER_FIELDS, out)
     return dict(sorted(out.items()))
 
 
