@@ -238,31 +238,37 @@ def _place(root: yaml.Node | None, loc: tuple[Any, ...], at_key: bool = False) -
     return f"{path} at {line_col}" if path else line_col
 
 
-def _check_nodes(node: yaml.Node, shown: str, seen: set[int]) -> None:
-    # Aliases reuse a node: refuse them (they only obscure a short file and allow
-    # exponential blow-up); refuse duplicate keys that PyYAML would silently merge.
-    if id(node) in seen:
-        mark = node.start_mark
-        raise InputError(shown, f"line {mark.line + 1}:{mark.column + 1}", "aliases are not allowed")
-    seen.add(id(node))
+class _ManifestLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases, at the alias's own place.
+
+    Aliases only obscure a short hand-written file, and they allow exponential blow-up.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases are not allowed", mark)
+        return super().compose_node(parent, index)
+
+
+def _check_nodes(node: yaml.Node, shown: str) -> None:
+    # PyYAML silently keeps the last of two equal keys and expands `<<` merges: refuse both.
     if isinstance(node, yaml.MappingNode):
         keys: set[Any] = set()
         for key, value in node.value:
+            mark = key.start_mark
+            place = f"line {mark.line + 1}:{mark.column + 1}"
             if key.tag == "tag:yaml.org,2002:merge":
-                mark = key.start_mark
-                raise InputError(shown, f"line {mark.line + 1}:{mark.column + 1}", "merge keys (`<<`) are not allowed")
+                raise InputError(shown, place, "merge keys (`<<`) are not allowed")
             if isinstance(key, yaml.ScalarNode):
                 if key.value in keys:
-                    mark = key.start_mark
-                    raise InputError(
-                        shown, f"line {mark.line + 1}:{mark.column + 1}", f"duplicate key `{key.value}`"
-                    )
+                    raise InputError(shown, place, f"duplicate key `{key.value}`")
                 keys.add(key.value)
-            _check_nodes(key, shown, seen)
-            _check_nodes(value, shown, seen)
+            _check_nodes(key, shown)
+            _check_nodes(value, shown)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _check_nodes(item, shown, seen)
+            _check_nodes(item, shown)
 
 
 def _consistency(manifest: Manifest) -> list[tuple[tuple[Any, ...], str]]:
@@ -310,16 +316,18 @@ def parse_manifest(text: str | bytes, file: str = MANIFEST_FILE) -> Manifest:
         except UnicodeDecodeError as error:
             raise InputError(file, f"byte {error.start}", "is not UTF-8 text") from None
     # SafeLoader only: plain data, no Python tags. Compose first to keep node marks.
-    loader = yaml.SafeLoader(text)
+    loader = _ManifestLoader(text)
     try:
         root = loader.get_single_node()
         if root is not None:
-            _check_nodes(root, file, set())
+            _check_nodes(root, file)
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         place = f"line {mark.line + 1}:{mark.column + 1}" if mark else None
         problem = error.problem or error.context or "malformed YAML"
+        if problem == "but found another document":
+            problem = "expected one document, found another"
         raise InputError(file, place, f"invalid YAML: {problem}") from None
     except yaml.YAMLError as error:
         raise InputError(file, None, f"invalid YAML: {error}") from None
@@ -341,7 +349,9 @@ def parse_manifest(text: str | bytes, file: str = MANIFEST_FILE) -> Manifest:
         first = min(errors.errors(), key=order)
         loc = first["loc"]
         node, exact = _node_at(root, loc)
-        place = _place(root, loc, at_key=first["type"] == "extra_forbidden")
+        # A missing field is placed at the mapping that lacks it.
+        where = loc[:-1] if first["type"] == "missing" else loc
+        place = _place(root, where, at_key=first["type"] == "extra_forbidden")
         raise InputError(file, place, _problem(first, node if exact else None)) from None
     problems = _consistency(manifest)
     if problems:

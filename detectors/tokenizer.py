@@ -119,10 +119,10 @@ def _read_tokenizer_json(path: Path) -> TokenizerFiles:
     shown = path
     data = read_json(path)
     if not isinstance(data, dict):
-        raise InputError(shown, None, "expected a JSON object at the top level")
+        raise InputError(shown, None, "expected a json object at the top level")
     model = data.get("model")
     if not isinstance(model, dict):
-        raise InputError(shown, "model", f"expected an object, got {_kind(model)}")
+        raise InputError(shown, "model", f"expected a json object, got {_kind(model)}")
     if "vocab" not in model:
         raise InputError(shown, "model.vocab", "missing")
     tokens = _vocab_tokens(model["vocab"], shown, "model.vocab")
