@@ -1,0 +1,1 @@
+"""originality's engine: policies parsed, checked and evaluated over fact sheets."""

@@ -1,0 +1,5 @@
+"""`python -m engine` runs the same command line as `originality`."""
+
+from .cli import main
+
+main()

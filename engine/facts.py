@@ -1,0 +1,221 @@
+"""Fact sheets at the border: strict JSON in, validated against the fact catalogue.
+
+The envelope is a pydantic model; the `facts` part is a pydantic model built from the
+catalogue, so the schema in `schemas/` and the validation are the same thing.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError, create_model
+
+from .catalogue import FactCatalogue, Type
+from .diagnostics import InputError
+
+__all__ = [
+    "FACTS_SCHEMA_ID", "FactSheet", "Subject", "DetectorInfo", "fact_sheet_model",
+    "load_fact_sheet", "parse_fact_sheet", "validate_fact_sheet", "read_json", "canonical_json",
+    "format_json_path",
+]
+
+FACTS_SCHEMA_ID = "originality.facts/1"
+
+
+class Subject(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(description="the model's name (its folder's base name)")
+    digest: Optional[str] = Field(default=None, description="digest over the model's files")
+
+
+class DetectorInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str
+    version: str
+    emits: list[str] = Field(default_factory=list, description="top-level fact keys this detector wrote")
+
+
+@dataclass(frozen=True)
+class FactSheet:
+    """A validated fact sheet: the raw facts (evaluated as they are) and its digest."""
+
+    name: str  # where it was read from, for messages
+    subject: dict
+    detectors: tuple[dict, ...]
+    facts: dict
+    digest: str
+
+    def owner(self, top_key: str) -> dict | None:
+        for d in self.detectors:
+            if top_key in d.get("emits", ()):
+                return d
+        return None
+
+
+def canonical_json(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+_NUMBER = StrictFloat | StrictInt
+
+
+def _annotation(t: Type, name: str) -> Any:
+    if t.kind == "boolean":
+        return StrictBool
+    if t.kind == "number":
+        return _NUMBER
+    if t.kind == "string":
+        return Literal[t.values] if t.values else StrictStr
+    if t.kind == "list":
+        return list[_annotation(t.elem, name + "Item")]
+    if t.kind == "record":
+        fields = {key: (Optional[_annotation(sub, _camel(name, key))], None) for key, sub in t.fields.items()}
+        return create_model(name, __config__=ConfigDict(extra="forbid", strict=True), **fields)
+    return Any
+
+
+def _camel(prefix: str, key: str) -> str:
+    return prefix + "".join(part.capitalize() for part in key.split("_"))
+
+
+@functools.lru_cache(maxsize=8)
+def fact_sheet_model(catalogue: FactCatalogue) -> type[BaseModel]:
+    facts = _annotation(catalogue.root, "Facts")
+    return create_model(
+        "FactSheet",
+        __config__=ConfigDict(extra="forbid", strict=True, title="originality fact sheet"),
+        schema_=(Literal[FACTS_SCHEMA_ID], Field(alias="schema")),
+        subject=(Subject, ...),
+        detectors=(list[DetectorInfo], ...),
+        facts=(facts, ...),
+    )
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """Strict JSON from a file: one-line errors with line:column; duplicate keys and
+    NaN are refused."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(str(path), None, f"no such {what}") from None
+    except IsADirectoryError:
+        raise InputError(str(path), None, f"is a folder, not a {what}") from None
+    except OSError as err:
+        raise InputError(str(path), None, f"cannot be read ({(err.strerror or str(err)).lower()})") from None
+    return parse_json_bytes(data, str(path))
+
+
+def parse_json_bytes(data: bytes, name: str) -> Any:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(name, f"byte {err.start}", "is not valid UTF-8") from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{name}:{err.lineno}:{err.colno}", None, f"invalid JSON: {err.msg.lower()}") from None
+    except _DuplicateKey as err:
+        raise InputError(name, None, f"invalid JSON: key `{err.args[0]}` appears twice in one object") from None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _no_constants(name):
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
+def format_json_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            part = "schema" if part == "schema_" else part
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _problem(err: dict, catalogue: FactCatalogue) -> str:
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        loc = err["loc"]
+        if loc and loc[0] == "facts":
+            return "is not a fact any installed detector declares"
+        return "is not a field of a fact sheet"
+    if kind == "missing":
+        return "is missing"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"expected one of {expected.replace(chr(39), '`')}, got {_show(value)}"
+    if kind in ("float_type", "int_type"):
+        return f"expected a number, got {_show(value)}"
+    if kind in ("string_type",):
+        return f"expected a text, got {_show(value)}"
+    if kind in ("bool_type",):
+        return f"expected true or false, got {_show(value)}"
+    if kind in ("list_type",):
+        return f"expected a list, got {_show(value)}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected an object, got {_show(value)}"
+    msg = err.get("msg", "is invalid")
+    return msg[0].lower() + msg[1:]
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, str):
+        return f'`"{value}"`' if len(value) < 40 else "a text"
+    if isinstance(value, (int, float)):
+        return f"`{value}`"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "a value"
+
+
+def validate_fact_sheet(data: Any, name: str, catalogue: FactCatalogue) -> FactSheet:
+    """Check a parsed fact sheet. Raises InputError naming the JSON path of the first
+    problem (and how many more there are)."""
+    if not isinstance(data, dict):
+        raise InputError(name, "(top level)", f"expected a fact sheet object, got {_show(data)}")
+    try:
+        fact_sheet_model(catalogue).model_validate(data)
+    except ValidationError as err:
+        errors = sorted(err.errors(include_url=False), key=lambda e: tuple(str(p) for p in e["loc"]))
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise InputError(name, format_json_path(first["loc"]), _problem(first, catalogue) + more) from None
+    digest = "sha256:" + hashlib.sha256(canonical_json(data)).hexdigest()
+    return FactSheet(name=name, subject=data["subject"], detectors=tuple(data["detectors"]),
+                     facts=data["facts"], digest=digest)
+
+
+def parse_fact_sheet(data: bytes, name: str, catalogue: FactCatalogue) -> FactSheet:
+    return validate_fact_sheet(parse_json_bytes(data, name), name, catalogue)
+
+
+def load_fact_sheet(path: str | Path, catalogue: FactCatalogue) -> FactSheet:
+    return validate_fact_sheet(read_json(path, "fact sheet"), str(path), catalogue)

@@ -1,0 +1,74 @@
+"""Reading policy files from disk: a version and the versions it extends, same folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import ast
+from .catalogue import FactCatalogue, load_fact_catalogue
+from .checker import CheckedPolicy, check_policy
+from .diagnostics import Diagnostic, InputError, PolicyError, did_you_mean
+from .parser import parse_policy
+
+__all__ = ["POLICY_SUFFIX", "read_policy_file", "load_chain", "load_policy"]
+
+POLICY_SUFFIX = ".policy"
+
+
+def read_policy_file(path: str | Path) -> ast.Policy:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(str(path), None, "no such policy file") from None
+    except IsADirectoryError:
+        raise InputError(str(path), None, "is a folder, not a policy file") from None
+    except OSError as err:
+        raise InputError(str(path), None, f"cannot be read ({err.strerror.lower()})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}", None, "is not valid UTF-8 text") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return parse_policy(text, str(path))
+
+
+def load_chain(path: str | Path) -> tuple[list[ast.Policy], list[Diagnostic]]:
+    """The policy at `path` and its `extends` ancestors, root first, and the problems
+    met following `extends` (the chain then stops where the problem is)."""
+    path = Path(path)
+    chain = [read_policy_file(path)]
+    seen = {path.resolve()}
+    diags: list[Diagnostic] = []
+    while chain[0].extends is not None:
+        child = chain[0]
+        parent_path = path.parent / f"{child.extends}{POLICY_SUFFIX}"
+        span = child.header_spans.get("extends")
+        if parent_path.resolve() in seen:
+            diags.append(Diagnostic("cyclic_extends", f"version `{child.extends}` extends, directly or "
+                                    "through others, this very version", span))
+            break
+        if not parent_path.is_file():
+            siblings = sorted(p.name[: -len(POLICY_SUFFIX)] for p in path.parent.glob(f"*{POLICY_SUFFIX}"))
+            diags.append(Diagnostic("missing_extends", f"there is no version `{child.extends}` "
+                                    f"(`{parent_path.name}`) beside this file", span,
+                                    help=did_you_mean(child.extends, siblings)))
+            break
+        seen.add(parent_path.resolve())
+        chain.insert(0, read_policy_file(parent_path))
+    return chain, diags
+
+
+def load_policy(path: str | Path, catalogue: FactCatalogue | None = None) -> CheckedPolicy:
+    """Read, parse and check a policy file. Raises PolicyError (every diagnostic of the
+    run) or InputError (a file that cannot be read)."""
+    chain, diags = load_chain(path)
+    try:
+        checked = check_policy(chain, catalogue or load_fact_catalogue())
+    except PolicyError as err:
+        raise PolicyError(diags + list(err.diagnostics)) from None
+    if diags:
+        raise PolicyError(diags + list(checked.warnings))
+    return checked

@@ -1,0 +1,464 @@
+"""Policy text -> AST. The one module that imports Lark; nothing downstream sees its trees."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import ast
+from .diagnostics import Diagnostic, PolicyError
+from .source import Source, Span
+from .syntax_examples import SYNTAX_EXAMPLES
+
+__all__ = ["parse_policy", "parse_expression", "parse_template"]
+
+# How Lark's terminal names read to a person.
+_TOKEN_WORDS = {
+    "RBRACE": "`}`", "LBRACE": "`{`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`",
+    "COLON": "`:`", "COMMA": "`,`", "DOT": "`.`", "EQUAL": "`=`", "STRING": "a quoted text",
+    "NAME": "a name", "NUMBER": "a number", "COMP_OP": "a comparison", "$END": "the end of the file",
+    "LANG": "a language tag (`ko` or `en`)", "NOT_IN": "`not in`", "PLUS": "`+`", "MINUS": "`-`",
+    "STAR": "`*`", "SLASH": "`/`", "ANY": "`any`", "ALL": "`all`", "NONE": "`none`",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _lark() -> Lark:
+    grammar = (Path(__file__).parent / "grammar" / "policy.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", start=["start", "expr"], propagate_positions=True,
+                maybe_placeholders=False, cache=False)
+
+
+def parse_policy(text: str, name: str = "<policy>") -> ast.Policy:
+    """Parse a policy file's text. Raises PolicyError with every syntax diagnostic."""
+    source = Source(name, text)
+    try:
+        tree = _lark().parse(text, start="start")
+    except UnexpectedInput as err:
+        raise PolicyError([_syntax_diagnostic(err, source)]) from None
+    builder = _Builder(source)
+    try:
+        items = builder.transform(tree)
+    except VisitError as err:  # unwrap: our own diagnostics travel inside
+        if isinstance(err.orig_exc, PolicyError):
+            raise PolicyError(err.orig_exc.diagnostics) from None
+        raise
+    if builder.diagnostics:
+        raise PolicyError(builder.diagnostics)
+    return _assemble(items, source)
+
+
+def parse_expression(text: str, name: str = "<expression>") -> ast.Expr:
+    source = Source(name, text)
+    try:
+        tree = _lark().parse(text, start="expr")
+    except UnexpectedInput as err:
+        raise PolicyError([_syntax_diagnostic(err, source)]) from None
+    return _Builder(source).transform(tree)
+
+
+def parse_template(raw: str, source: Source, offset: int) -> ast.Template:
+    """Split a message into text and `{expression}` holes. `offset` is where `raw`
+    (the text between the quotes) starts in `source`."""
+    parts: list[str | ast.Expr] = []
+    buf: list[str] = []
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch == "\\" and i + 1 < len(raw):
+            nxt = raw[i + 1]
+            if nxt == "u" and i + 5 < len(raw) + 1:
+                buf.append(chr(int(raw[i + 2 : i + 6], 16)))
+                i += 6
+                continue
+            buf.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
+            i += 2
+            continue
+        if ch == "{":
+            end = raw.find("}", i + 1)
+            if end < 0:
+                raise PolicyError([Diagnostic(
+                    "unclosed_placeholder", "a `{` in this message is not closed with `}`",
+                    Span(source, offset + i, offset + i + 1),
+                    help="write `\\{` for a literal brace")])
+            inner = raw[i + 1 : end]
+            if buf:
+                parts.append("".join(buf))
+                buf = []
+            parts.append(_parse_hole(inner, source, offset + i + 1))
+            i = end + 1
+            continue
+        if ch == "}":
+            raise PolicyError([Diagnostic(
+                "unopened_placeholder", "a `}` in this message has no `{` before it",
+                Span(source, offset + i, offset + i + 1), help="write `\\}` for a literal brace")])
+        buf.append(ch)
+        i += 1
+    if buf:
+        parts.append("".join(buf))
+    return ast.Template(tuple(parts), raw, Span(source, offset - 1, offset + len(raw) + 1))
+
+
+def _parse_hole(inner: str, source: Source, offset: int) -> ast.Expr:
+    if not inner.strip():
+        raise PolicyError([Diagnostic("empty_placeholder", "`{}` names no fact",
+                                      Span(source, offset - 1, offset + 1))])
+    # Parse the hole in place, so spans point into the policy file itself.
+    padded = " " * offset + inner
+    try:
+        tree = _lark().parse(padded, start="expr")
+    except UnexpectedInput as err:
+        raise PolicyError([_syntax_diagnostic(err, source, in_message=True)]) from None
+    return _Builder(source).transform(tree)
+
+
+def _syntax_diagnostic(err: UnexpectedInput, source: Source, in_message: bool = False) -> Diagnostic:
+    pos = getattr(err, "pos_in_stream", None)
+    if isinstance(err, UnexpectedToken) and err.token.type == "$END":
+        pos = len(source.text)
+    if pos is None:
+        pos = len(source.text)
+    token_text = ""
+    if isinstance(err, UnexpectedToken) and err.token.type != "$END":
+        token_text = str(err.token)
+    elif isinstance(err, UnexpectedCharacters):
+        token_text = source.text[pos : pos + 1]
+    end = pos + max(1, len(token_text))
+    span = Span(source, min(pos, len(source.text)), min(end, max(len(source.text), pos + 1)))
+
+    if isinstance(err, UnexpectedCharacters):
+        ch = source.text[pos : pos + 1]
+        if ch == '"':
+            return Diagnostic("unterminated_string", "this text is not closed with `\"` on the same line",
+                              span)
+        if ch == "\\" or (ch and ord(ch) > 127):
+            return Diagnostic("unexpected_character", f"unexpected character `{ch}` outside quotes", span)
+    label = None
+    if not in_message:
+        try:
+            label = err.match_examples(_lark().parse, {k: v[1] for k, v in SYNTAX_EXAMPLES.items()},
+                                       use_accepts=True)
+        except Exception:  # an example that does not fail is a table bug, caught by tests
+            label = None
+    expected = _expected_words(err)
+    found = f"`{token_text}`" if token_text else "the end of the file"
+    if label:
+        message = f"unexpected {found}: {SYNTAX_EXAMPLES[label][0]}"
+        return Diagnostic(label, message, span, help=expected)
+    return Diagnostic("syntax_error", f"unexpected {found}", span, help=expected)
+
+
+def _expected_words(err: UnexpectedInput) -> str | None:
+    names = getattr(err, "expected", None) or getattr(err, "allowed", None)
+    if not names:
+        return None
+    words = sorted({_TOKEN_WORDS.get(n, f"`{n.lower()}`") for n in names if not n.startswith("__")})
+    if len(words) > 8:
+        return None
+    return "expected " + ", ".join(words)
+
+
+def _unquote(token: Token) -> str:
+    raw = str(token)[1:-1]
+    return re.sub(r"\\(u[0-9a-fA-F]{4}|.)", lambda m: _unescape(m.group(1)), raw)
+
+
+def _unescape(code: str) -> str:
+    if code.startswith("u") and len(code) == 5:
+        return chr(int(code[1:], 16))
+    return {"n": "\n", "t": "\t"}.get(code, code)
+
+
+class _Builder(Transformer):
+    """Lark tree -> AST nodes, with spans."""
+
+    def __init__(self, source: Source) -> None:
+        super().__init__(visit_tokens=False)
+        self.source = source
+        self.diagnostics: list[Diagnostic] = []
+
+    def _span(self, meta) -> Span | None:
+        if getattr(meta, "empty", True):
+            return None
+        return Span(self.source, meta.start_pos, meta.end_pos)
+
+    def _tok(self, token: Token) -> Span:
+        return Span(self.source, token.start_pos, token.end_pos)
+
+    # -- literals and paths --------------------------------------------------
+    @v_args(meta=True)
+    def string(self, meta, children):
+        (tok,) = children
+        return _StringTok(_unquote(tok), str(tok)[1:-1], self._tok(tok))
+
+    @v_args(meta=True)
+    def number(self, meta, children):
+        return ast.Literal(float(children[0]), self._span(meta))
+
+    @v_args(meta=True)
+    def true(self, meta, children):
+        return ast.Literal(True, self._span(meta))
+
+    @v_args(meta=True)
+    def false(self, meta, children):
+        return ast.Literal(False, self._span(meta))
+
+    @v_args(meta=True)
+    def path(self, meta, children):
+        names = [str(t) for t in children]
+        return ast.Path(names[0], tuple(names[1:]), self._span(meta),
+                        tuple(self._tok(t) for t in children[1:]))
+
+    @v_args(meta=True)
+    def list_lit(self, meta, children):
+        return ast.ListLit(tuple(self._expr(c) for c in children), self._span(meta))
+
+    def _expr(self, node):
+        """A string token used as a value becomes a literal."""
+        if isinstance(node, _StringTok):
+            return ast.Literal(node.value, node.span)
+        return node
+
+    # -- operators -------------------------------------------------------------
+    @v_args(meta=True)
+    def or_chain(self, meta, children):
+        return self._chain("or", meta, children)
+
+    @v_args(meta=True)
+    def and_chain(self, meta, children):
+        return self._chain("and", meta, children)
+
+    def _chain(self, op, meta, children):
+        operands = tuple(self._expr(c) for c in children)
+        if len(operands) == 1:
+            return operands[0]
+        return ast.BoolChain(op, operands, self._span(meta))
+
+    @v_args(meta=True)
+    def implication(self, meta, children):
+        left, right = (self._expr(c) for c in children)
+        return ast.Implies(left, right, self._span(meta))
+
+    @v_args(meta=True)
+    def not_(self, meta, children):
+        return ast.Not(self._expr(children[0]), self._span(meta))
+
+    @v_args(meta=True)
+    def comparison(self, meta, children):
+        left, op, right = children
+        return ast.Compare(str(op), self._expr(left), self._expr(right), self._span(meta), self._tok(op))
+
+    @v_args(meta=True)
+    def in_(self, meta, children):
+        item, coll = (self._expr(c) for c in children)
+        return ast.Member(False, item, coll, self._span(meta))
+
+    @v_args(meta=True)
+    def not_in(self, meta, children):
+        item, _, coll = children
+        return ast.Member(True, self._expr(item), self._expr(coll), self._span(meta))
+
+    @v_args(meta=True)
+    def otherwise_expr(self, meta, children):
+        value, default = (self._expr(c) for c in children)
+        return ast.Otherwise(value, default, self._span(meta))
+
+    @v_args(meta=True)
+    def arith(self, meta, children):
+        node = self._expr(children[0])
+        start = node.span.start if getattr(node, "span", None) else None
+        for op, right in zip(children[1::2], children[2::2]):
+            right = self._expr(right)
+            end = right.span.end if right.span else op.end_pos
+            span = Span(self.source, start, end) if start is not None else None
+            node = ast.Arith(str(op), node, right, span)
+        return node
+
+    @v_args(meta=True)
+    def neg(self, meta, children):
+        return ast.Neg(self._expr(children[1]), self._span(meta))
+
+    @v_args(meta=True)
+    def call(self, meta, children):
+        name, *args = children
+        return ast.Call(str(name), tuple(self._expr(a) for a in args), self._span(meta), self._tok(name))
+
+    @v_args(meta=True)
+    def quantifier(self, meta, children):
+        kind, var, source, *rest = children
+        where = self._expr(rest[0]) if len(rest) == 2 else None
+        body = self._expr(rest[-1])
+        return ast.Quantifier(str(kind), str(var), self._expr(source), where, body,
+                              self._span(meta), self._tok(var))
+
+    @v_args(meta=True)
+    def count(self, meta, children):
+        var, source, *rest = children
+        where = self._expr(rest[0]) if rest else None
+        return ast.Count(str(var), self._expr(source), where, self._span(meta), self._tok(var))
+
+    # -- declarations ------------------------------------------------------------
+    @v_args(meta=True)
+    def simple_type(self, meta, children):
+        return ast.TypeRef(str(children[0]), self._span(meta))
+
+    @v_args(meta=True)
+    def list_type(self, meta, children):
+        return ast.TypeRef(f"list[{children[0]}]", self._span(meta))
+
+    @v_args(meta=True)
+    def param(self, meta, children):
+        name, type_ref, default, *doc = children
+        return ast.Param(str(name), type_ref, self._expr(default), doc[0].value if doc else None,
+                         self._span(meta), self._tok(name))
+
+    def _header(key):
+        @v_args(meta=True)
+        def handler(self, meta, children):
+            lang = None
+            if len(children) == 2:
+                lang = str(children[0])
+            return _HeaderItem(key, lang, children[-1], self._span(meta))
+        return handler
+
+    h_policy = _header("policy")
+    h_version = _header("version")
+    h_language = _header("language")
+    h_effective = _header("effective")
+    h_extends = _header("extends")
+    h_supersedes = _header("supersedes")
+    h_title = _header("title")
+    r_title = _header("title")
+    r_cite = _header("cite")
+    r_note = _header("note")
+
+    @v_args(meta=True)
+    def r_message(self, meta, children):
+        lang = str(children[0]) if len(children) == 2 else None
+        tok: _StringTok = children[-1]
+        template = parse_template(tok.raw, self.source, tok.span.start + 1)
+        return _HeaderItem("message", lang, template, self._span(meta))
+
+    @v_args(meta=True)
+    def r_level(self, meta, children):
+        return _HeaderItem("level", None, _StringTok(str(children[0]), str(children[0]), self._tok(children[0])),
+                           self._span(meta))
+
+    @v_args(meta=True)
+    def r_require(self, meta, children):
+        return _HeaderItem("require", None, self._expr(children[0]), self._span(meta))
+
+    @v_args(meta=True)
+    def r_forbid(self, meta, children):
+        return _HeaderItem("forbid", None, self._expr(children[0]), self._span(meta))
+
+    @v_args(meta=True)
+    def rule(self, meta, children):
+        name, *fields = children
+        span = self._span(meta)
+        seen: dict[str, _HeaderItem] = {}
+        titles, messages, notes = [], [], []
+        for item in fields:
+            key = item.key
+            if key in ("require", "forbid"):
+                key = "condition"
+            if key in ("title", "message"):
+                dup_key = (key, item.lang)
+                if dup_key in seen:
+                    self._duplicate(item, key)
+                seen[dup_key] = item
+                if key == "title":
+                    titles.append(ast.Title(item.lang, item.value.value, item.span))
+                else:
+                    messages.append((item.lang, item.value))
+                continue
+            if key == "note":
+                notes.append(item.value.value)
+                continue
+            if key in seen:
+                self._duplicate(item, "condition" if key == "condition" else key)
+            seen[key] = item
+        cond = seen.get("condition")
+        level = seen.get("level")
+        cite = seen.get("cite")
+        return ast.Rule(
+            id=str(name),
+            level=level.value.value if level else None,
+            titles=tuple(titles),
+            cite=cite.value.value if cite else None,
+            mode=cond.key if cond else None,
+            condition=cond.value if cond else None,
+            messages=tuple(messages),
+            notes=tuple(notes),
+            span=span,
+            id_span=self._tok(name),
+            level_span=level.value.span if level else None,
+        )
+
+    def _duplicate(self, item, key):
+        what = {"condition": "a `require` or `forbid` condition"}.get(key, f"a `{key}`")
+        self.diagnostics.append(Diagnostic("duplicate_field", f"this rule already has {what}", item.span))
+
+    @v_args(meta=True)
+    def remove_rule(self, meta, children):
+        return ast.Removal("rule", str(children[0]), self._span(meta))
+
+    @v_args(meta=True)
+    def remove_param(self, meta, children):
+        return ast.Removal("param", str(children[0]), self._span(meta))
+
+    def start(self, children):
+        return children
+
+
+class _StringTok:
+    __slots__ = ("value", "raw", "span")
+
+    def __init__(self, value: str, raw: str, span: Span) -> None:
+        self.value, self.raw, self.span = value, raw, span
+
+
+class _HeaderItem:
+    __slots__ = ("key", "lang", "value", "span")
+
+    def __init__(self, key, lang, value, span) -> None:
+        self.key, self.lang, self.value, self.span = key, lang, value, span
+
+
+def _assemble(items: list, source: Source) -> ast.Policy:
+    header: dict[str, str] = {}
+    header_spans: dict[str, Span] = {}
+    titles, params, rules, removals = [], [], [], []
+    diagnostics = []
+    for item in items:
+        if isinstance(item, _HeaderItem):
+            if item.key == "title":
+                if any(t.lang == item.lang for t in titles):
+                    diagnostics.append(Diagnostic("duplicate_field", "the policy already has this title",
+                                                  item.span))
+                titles.append(ast.Title(item.lang, item.value.value, item.span))
+                continue
+            if item.key in header:
+                diagnostics.append(Diagnostic("duplicate_field", f"the policy already has a `{item.key}` line",
+                                              item.span))
+                continue
+            header[item.key] = item.value.value
+            header_spans[item.key] = item.value.span
+        elif isinstance(item, ast.Param):
+            params.append(item)
+        elif isinstance(item, ast.Rule):
+            rules.append(item)
+        elif isinstance(item, ast.Removal):
+            removals.append(item)
+    if diagnostics:
+        raise PolicyError(diagnostics)
+    return ast.Policy(
+        id=header.get("policy"), version=header.get("version"), language=header.get("language"),
+        effective=header.get("effective"), extends=header.get("extends"),
+        supersedes=header.get("supersedes"), titles=tuple(titles), params=tuple(params),
+        rules=tuple(rules), removals=tuple(removals), header_spans=header_spans, source=source,
+    )
