@@ -66,7 +66,9 @@ def validate_origin(origin: str) -> str:
     """An ISO 3166 alpha-2 country code, upper-cased; InputError otherwise."""
     code = origin.strip().upper() if isinstance(origin, str) else ""
     if not _ORIGIN.match(code):
-        raise InputError(f"origin `{origin}`", None, "expected a two-letter country code such as `US`")
+        raise InputError(
+            f"origin `{origin}`", None, "expected a two-letter country code such as `US`"
+        )
     return code
 
 
@@ -74,14 +76,14 @@ def _validate_components(components: Mapping[str, str] | None, model: Any) -> di
     checked: dict[str, str] = {}
     for name, prefix in sorted((components or {}).items()):
         if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_]*$", name):
-            raise InputError(f"component `{name}`", None, "expected a lower-case name like `vision_encoder`")
+            raise InputError(
+                f"component `{name}`", None, "expected a lower-case name like `vision_encoder`"
+            )
         if not isinstance(prefix, str) or not prefix:
             raise InputError(f"component `{name}`", None, "needs a tensor-name prefix")
         # A prefix that matches nothing is a typo; it would fingerprint an empty component.
         if not any(tensor.startswith(prefix) for tensor in model.tensors):
-            raise InputError(
-                f"component `{name}`", None, f"no tensor name starts with `{prefix}`"
-            )
+            raise InputError(f"component `{name}`", None, f"no tensor name starts with `{prefix}`")
         checked[name] = prefix
     return checked
 
@@ -116,7 +118,9 @@ def add_reference(
     catalog = Path(catalog)
     final = catalog / id
     if (final.exists() or final.is_symlink()) and not replace:
-        raise InputError(final, None, f"reference `{id}` is already in the catalogue; replace it explicitly")
+        raise InputError(
+            final, None, f"reference `{id}` is already in the catalogue; replace it explicitly"
+        )
     if catalog.exists() and not catalog.is_dir():
         raise InputError(catalog, None, "catalogue is not a folder")
     if detectors is None:
@@ -190,7 +194,9 @@ def _read_entry(folder: Path) -> ReferenceEntry:
         place, problem = _field_problem(errors.errors()[0])
         raise InputError(file, place, problem) from None
     if entry.id != folder.name:
-        raise InputError(file, "field `id`", f"`{entry.id}` does not match its folder `{folder.name}`")
+        raise InputError(
+            file, "field `id`", f"`{entry.id}` does not match its folder `{folder.name}`"
+        )
     return entry
 
 

@@ -154,9 +154,7 @@ class ConfigDetector:
         FactDecl(
             "config.agreement", "number", "share of architecture fields equal to that reference's"
         ),
-        FactDecl(
-            "config.identical", "boolean", "every architecture field equals the reference's"
-        ),
+        FactDecl("config.identical", "boolean", "every architecture field equals the reference's"),
     )
 
     def read_config(self, model: Any) -> dict[str, Any] | None:

@@ -118,9 +118,7 @@ def _path_text(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _node_at(
-    root: yaml.Node, loc: tuple[Any, ...], at_key: bool = False
-) -> tuple[yaml.Node, bool]:
+def _node_at(root: yaml.Node, loc: tuple[Any, ...], at_key: bool = False) -> tuple[yaml.Node, bool]:
     """The deepest node along `loc`, and whether it is the node for the whole of `loc`.
 
     With `at_key`, the last step lands on the mapping key rather than its value.
@@ -193,7 +191,9 @@ def _problem(error: dict[str, Any], node: yaml.Node | None) -> str:
     if kind == "extra_forbidden":
         allowed = sorted((_model_at(loc[:-1]) or Manifest).model_fields)
         guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"; did you mean `{guess[0]}`?" if guess else f"; expected one of {', '.join(allowed)}"
+        hint = (
+            f"; did you mean `{guess[0]}`?" if guess else f"; expected one of {', '.join(allowed)}"
+        )
         return f"unknown field `{loc[-1]}`{hint}"
     if kind == "literal_error" and loc == ("schema_version",):
         return f"unsupported schema_version `{value}`; this reader knows 1"
@@ -206,7 +206,7 @@ def _problem(error: dict[str, Any], node: yaml.Node | None) -> str:
         hint = ""
         if isinstance(node, yaml.ScalarNode) and node.style is None and value is not None:
             # YAML reads bare `NO`, `yes`, `1.0` as non-text; quoting keeps the text.
-            hint = f"; write \"{node.value}\" in quotes"
+            hint = f'; write "{node.value}" in quotes'
         return f"expected text, got {_got(value)}{hint}"
     if kind == "string_pattern_mismatch":
         return f"expected a two-letter country code such as `KR`, got {_got(value)}"
@@ -224,15 +224,11 @@ def _problem(error: dict[str, Any], node: yaml.Node | None) -> str:
     return message[0].lower() + message[1:]
 
 
-def _place(root: yaml.Node | None, loc: tuple[Any, ...], at_key: bool = False) -> str | None:
+def _place(root: yaml.Node, loc: tuple[Any, ...], at_key: bool = False) -> str:
+    """`path at line L:C`, the mark of the deepest node along the path that exists."""
     path = _path_text(loc)
-    if root is None:
-        return path or None
     # Unknown fields are shown at their key, everything else at its value.
-    node, exact = _node_at(root, loc, at_key)
-    if not exact and loc:
-        # A missing field: point at the mapping that should hold it.
-        node, _ = _node_at(root, loc[:-1])
+    node, _ = _node_at(root, loc, at_key)
     mark = node.start_mark
     line_col = f"line {mark.line + 1}:{mark.column + 1}"
     return f"{path} at {line_col}" if path else line_col
@@ -279,15 +275,20 @@ def _consistency(manifest: Manifest) -> list[tuple[tuple[Any, ...], str]]:
     for i, component in enumerate(manifest.components or ()):
         if component.name in names:
             problems.append(
-                ((
-                    "components", i, "name"),
-                    f"component `{component.name}` is already declared at components[{names[component.name]}]",
+                (
+                    ("components", i, "name"),
+                    f"component `{component.name}` is already declared "
+                    f"at components[{names[component.name]}]",
                 )
             )
         names.setdefault(component.name, i)
         if component.source == "external" and component.reference is None:
             problems.append((("components", i), "an external component must name its `reference`"))
-        if manifest.members is not None and component.member is not None and component.member not in members:
+        if (
+            manifest.members is not None
+            and component.member is not None
+            and component.member not in members
+        ):
             problems.append(
                 (("components", i, "member"), f"`{component.member}` is not listed in `members`")
             )
@@ -393,7 +394,16 @@ def write_schema(path: Path = SCHEMA_PATH) -> Path:
     return Path(path)
 
 
-_COMPONENT_FACTS = ("name", "source", "reference", "origin", "member", "license", "reinitialized", "frozen")
+_COMPONENT_FACTS = (
+    "name",
+    "source",
+    "reference",
+    "origin",
+    "member",
+    "license",
+    "reinitialized",
+    "frozen",
+)
 
 
 class ManifestDetector:
@@ -409,7 +419,9 @@ class ManifestDetector:
         FactDecl("declared.base_model", "string", "declared base model, null when none"),
         FactDecl("declared.from_scratch", "boolean", "declared pre-trained from scratch"),
         FactDecl(
-            "declared.init.method", "enum", "declared initialisation",
+            "declared.init.method",
+            "enum",
+            "declared initialisation",
             ("random", "pretrained", "mixed"),
         ),
         FactDecl("declared.init.seed", "integer", "declared initialisation seed"),
@@ -419,12 +431,21 @@ class ManifestDetector:
             "string",
             "component name (matches `components[].name`)",
         ),
-        FactDecl("declared.components[].source", "enum", "where its weights came from", ("own", "external")),
-        FactDecl("declared.components[].reference", "string", "reference it came from, if external"),
+        FactDecl(
+            "declared.components[].source",
+            "enum",
+            "where its weights came from",
+            ("own", "external"),
+        ),
+        FactDecl(
+            "declared.components[].reference", "string", "reference it came from, if external"
+        ),
         FactDecl("declared.components[].origin", "string", "origin of that reference"),
         FactDecl("declared.components[].member", "string", "consortium member who built it"),
         FactDecl("declared.components[].license", "string", "licence of its weights"),
-        FactDecl("declared.components[].reinitialized", "boolean", "declared reset before training"),
+        FactDecl(
+            "declared.components[].reinitialized", "boolean", "declared reset before training"
+        ),
         FactDecl("declared.components[].frozen", "boolean", "declared frozen during training"),
     )
 

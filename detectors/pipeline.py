@@ -103,7 +103,8 @@ def check_output(detector: Detector, output: Any) -> None:
     for key, value in output.items():
         if key not in detector.emits:
             raise DetectorError(
-                f"detector `{name}` wrote `{key}`, which is not among its keys {list(detector.emits)}"
+                f"detector `{name}` wrote `{key}`, "
+                f"which is not among its keys {list(detector.emits)}"
             )
         if not isinstance(value, dict) and key in groups:
             raise DetectorError(f"detector `{name}` wrote `{key}` = {_shown(value)}, not an object")

@@ -80,14 +80,16 @@ def _parse_merge(merge: Any, shown: Path, place: str) -> tuple[str, str]:
         parts = merge.split(" ")
         if len(parts) == 2 and all(parts):
             return parts[0], parts[1]
-        raise InputError(shown, place, f"expected two tokens separated by one space, got {_key(merge)}")
+        raise InputError(
+            shown, place, f"expected two tokens separated by one space, got {_key(merge)}"
+        )
     if (
         isinstance(merge, list)
         and len(merge) == 2
         and all(isinstance(part, str) and part for part in merge)
     ):
         return merge[0], merge[1]
-    raise InputError(shown, place, f"expected \"a b\" or a pair of strings, got {_kind(merge)}")
+    raise InputError(shown, place, f'expected "a b" or a pair of strings, got {_kind(merge)}')
 
 
 def _vocab_tokens(vocab: Any, shown: Path, place: str) -> list[str]:
@@ -334,9 +336,7 @@ class TokenizerDetector:
     facts = (
         FactDecl("tokenizer.present", "boolean", "tokenizer files exist"),
         FactDecl("tokenizer.vocab_size", "integer", "vocabulary size"),
-        FactDecl(
-            "tokenizer.reference", "string", "reference with the largest vocabulary overlap"
-        ),
+        FactDecl("tokenizer.reference", "string", "reference with the largest vocabulary overlap"),
         FactDecl("tokenizer.origin", "string", "its origin"),
         FactDecl(
             "tokenizer.vocab_overlap",

@@ -19,7 +19,11 @@ from .test_pipeline import LLAMA_CONFIG, own_detectors, write_model
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_add_then_list_then_load(tmp_path: Path) -> None:
@@ -36,7 +40,10 @@ def test_add_then_list_then_load(tmp_path: Path) -> None:
         detectors=own_detectors(),
     )
     assert (ref.id, ref.origin, ref.path) == ("public-vlm", "US", catalog / "public-vlm")
-    assert dict(ref.components) == {"embeddings": "model.embed_tokens.", "language_model": "model.layers."}
+    assert dict(ref.components) == {
+        "embeddings": "model.embed_tokens.",
+        "language_model": "model.layers.",
+    }
     stored = json.loads((ref.path / REFERENCE_FILE).read_text())
     assert stored == {
         "schema_version": 1,
@@ -61,7 +68,9 @@ def test_add_then_list_then_load(tmp_path: Path) -> None:
 def test_references_load_sorted_and_skip_folders_being_built(tmp_path: Path) -> None:
     catalog = tmp_path / "catalog"
     for id, origin in (("zeta", "FR"), ("alpha", "KR"), ("Mid.1", "CN")):
-        add_reference(write_model(tmp_path / id), id=id, origin=origin, catalog=catalog, detectors=[])
+        add_reference(
+            write_model(tmp_path / id), id=id, origin=origin, catalog=catalog, detectors=[]
+        )
     (catalog / ".adding-left-over").mkdir()
     (catalog / "README.txt").write_text("not a reference")
     assert [r.id for r in load_references(catalog)] == ["Mid.1", "alpha", "zeta"]
@@ -71,7 +80,9 @@ def test_references_load_sorted_and_skip_folders_being_built(tmp_path: Path) -> 
 def test_entries_are_byte_identical_for_identical_inputs(tmp_path: Path) -> None:
     model = write_model(tmp_path / "m")
     for name in ("one", "two"):
-        add_reference(model, id="ref", origin="US", catalog=tmp_path / name, detectors=own_detectors())
+        add_reference(
+            model, id="ref", origin="US", catalog=tmp_path / name, detectors=own_detectors()
+        )
     assert _files(tmp_path / "one" / "ref") == _files(tmp_path / "two" / "ref")
 
 
@@ -80,21 +91,29 @@ def test_registered_detectors_fingerprint_by_default(tmp_path: Path) -> None:
     assert {"config.json", "tokenizer.json", REFERENCE_FILE} <= set(_files(ref.path))
 
 
-@pytest.mark.parametrize("bad", ["../escape", "a/b", ".hidden", "", "trailing-", "x" * 200, "sp ace", "a..b"])
+@pytest.mark.parametrize(
+    "bad", ["../escape", "a/b", ".hidden", "", "trailing-", "x" * 200, "sp ace", "a..b"]
+)
 def test_unsafe_ids_are_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(InputError, match="is not a safe folder name"):
-        add_reference(write_model(tmp_path / "m"), id=bad, origin="US", catalog=tmp_path / "c", detectors=[])
+        add_reference(
+            write_model(tmp_path / "m"), id=bad, origin="US", catalog=tmp_path / "c", detectors=[]
+        )
     assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize("bad", ["USA", "U", "1A", "", "U-"])
 def test_origins_must_be_two_letter_codes(tmp_path: Path, bad: str) -> None:
     with pytest.raises(InputError, match="expected a two-letter country code"):
-        add_reference(write_model(tmp_path / "m"), id="r", origin=bad, catalog=tmp_path / "c", detectors=[])
+        add_reference(
+            write_model(tmp_path / "m"), id="r", origin=bad, catalog=tmp_path / "c", detectors=[]
+        )
 
 
 def test_component_prefix_must_match_a_tensor(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"component `vision_encoder`: no tensor name starts with `vision_tower.`"):
+    with pytest.raises(
+        InputError, match=r"component `vision_encoder`: no tensor name starts with `vision_tower.`"
+    ):
         add_reference(
             write_model(tmp_path / "m"),
             id="r",
@@ -114,7 +133,9 @@ def test_existing_id_needs_explicit_replace(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="reference `r` is already in the catalogue"):
         add_reference(second, id="r", origin="KR", catalog=catalog, detectors=own_detectors())
     assert _files(catalog / "r") == before
-    ref = add_reference(second, id="r", origin="KR", catalog=catalog, detectors=own_detectors(), replace=True)
+    ref = add_reference(
+        second, id="r", origin="KR", catalog=catalog, detectors=own_detectors(), replace=True
+    )
     assert ref.origin == "KR"
     assert json.loads((catalog / "r" / "config.json").read_text())["fields"]["hidden_size"] == 99
     assert sorted(p.name for p in catalog.iterdir()) == ["r"]  # nothing retired is left behind
@@ -139,7 +160,13 @@ class _Failing:
 def test_failed_fingerprint_leaves_nothing_half_written(tmp_path: Path) -> None:
     catalog = tmp_path / "c"
     with pytest.raises(OSError, match="disk full"):
-        add_reference(write_model(tmp_path / "m"), id="r", origin="US", catalog=catalog, detectors=[*own_detectors(), _Failing()])
+        add_reference(
+            write_model(tmp_path / "m"),
+            id="r",
+            origin="US",
+            catalog=catalog,
+            detectors=[*own_detectors(), _Failing()],
+        )
     assert list(catalog.iterdir()) == []
     assert load_references(catalog) == ()
 
@@ -150,7 +177,9 @@ def test_failed_replace_keeps_the_old_entry(tmp_path: Path) -> None:
     add_reference(model, id="r", origin="US", catalog=catalog, detectors=own_detectors())
     before = _files(catalog / "r")
     with pytest.raises(OSError):
-        add_reference(model, id="r", origin="FR", catalog=catalog, detectors=[_Failing()], replace=True)
+        add_reference(
+            model, id="r", origin="FR", catalog=catalog, detectors=[_Failing()], replace=True
+        )
     assert _files(catalog / "r") == before
     assert sorted(p.name for p in catalog.iterdir()) == ["r"]
 
@@ -176,10 +205,22 @@ def _catalog_with(tmp_path: Path, entry: Any, folder: str = "r") -> Path:
     [
         ({"id": "r"}, "field `origin`", "is required"),
         ({"id": "r", "origin": "USA"}, "field `origin`", "should match pattern"),
-        ({"id": "r", "origin": "US", "colour": "red"}, "field `colour`", "is not a reference field"),
-        ({"id": "r", "origin": "US", "components": {"lm": 3}}, "field `components.lm`", "valid string"),
+        (
+            {"id": "r", "origin": "US", "colour": "red"},
+            "field `colour`",
+            "is not a reference field",
+        ),
+        (
+            {"id": "r", "origin": "US", "components": {"lm": 3}},
+            "field `components.lm`",
+            "valid string",
+        ),
         ({"id": "other", "origin": "US"}, "field `id`", "does not match its folder `r`"),
-        ({"id": "r", "origin": "US", "schema_version": 9}, "field `schema_version`", "input should be 1"),
+        (
+            {"id": "r", "origin": "US", "schema_version": 9},
+            "field `schema_version`",
+            "input should be 1",
+        ),
         ('{"id": "r",\n "origin": }', "line 2:", "not valid json"),
         ("[1]", None, "expected a json object"),
     ],

@@ -30,7 +30,9 @@ MULTIMODAL = {
 }
 
 
-def _reference(tmp_path: Path, id: str, config: dict[str, Any] | None, origin: str = "US") -> Reference:
+def _reference(
+    tmp_path: Path, id: str, config: dict[str, Any] | None, origin: str = "US"
+) -> Reference:
     folder = tmp_path / "refs" / id
     folder.mkdir(parents=True)
     with open_model(write_model(tmp_path / "src" / id, config=config, manifest=None)) as model:
@@ -38,7 +40,9 @@ def _reference(tmp_path: Path, id: str, config: dict[str, Any] | None, origin: s
     return Reference(id=id, origin=origin, path=folder)
 
 
-def _detect(tmp_path: Path, config: dict[str, Any] | None, refs: tuple[Reference, ...] = ()) -> dict[str, Any]:
+def _detect(
+    tmp_path: Path, config: dict[str, Any] | None, refs: tuple[Reference, ...] = ()
+) -> dict[str, Any]:
     root = write_model(tmp_path / "subject", config=config, manifest=None)
     with open_model(root) as model:
         detector = ConfigDetector()
@@ -139,7 +143,11 @@ def test_model_without_config_writes_no_fingerprint(tmp_path: Path) -> None:
         ('{"model_type": "llama", "model_type": "x"}', None, "duplicate key `model_type`"),
         ('{"rope_theta": NaN}', None, "NaN"),
         ('["llama"]', None, "not a json object"),
-        ('{"architectures": "LlamaForCausalLM"}', "field `architectures`", "expected a list of strings"),
+        (
+            '{"architectures": "LlamaForCausalLM"}',
+            "field `architectures`",
+            "expected a list of strings",
+        ),
         ('{"model_type": 7}', "field `model_type`", "expected a string"),
         ('{"vision_config": []}', "field `vision_config`", "expected a json object"),
     ],

@@ -50,7 +50,9 @@ def test_schema_file_matches_the_model() -> None:
 
 def test_schema_rejects_unknown_fields_like_the_model() -> None:
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"schema_version": 1, "organisation": "X", "extra": 1}, manifest_schema())
+        jsonschema.validate(
+            {"schema_version": 1, "organisation": "X", "extra": 1}, manifest_schema()
+        )
 
 
 def _detect(tmp_path: Path, manifest: str | None, explicit: Path | None = None) -> dict[str, Any]:
@@ -117,13 +119,37 @@ MALFORMED = [
     ("schema_version: 1\n\torganisation: Lab\n", "line 2:1", "invalid YAML"),
     ("", None, "is empty"),
     ("- schema_version: 1\n", "line 1:1", "expected a mapping of fields, got a list"),
-    (GOOD + "organisaton: Lab2\n", "organisaton at line 3:1", "unknown field `organisaton`; did you mean `organisation`?"),
+    (
+        GOOD + "organisaton: Lab2\n",
+        "organisaton at line 3:1",
+        "unknown field `organisaton`; did you mean `organisation`?",
+    ),
     ("schema_version: 1\n", "line 1:1", "`organisation` is required"),
-    ("schema_version: 2\norganisation: Lab\n", "schema_version at line 1:17", "unsupported schema_version `2`"),
-    (GOOD + "from_scratch: maybe\n", "from_scratch at line 3:15", "expected true or false, got the text `maybe`"),
-    (GOOD + "init:\n  method: finetune\n", "init.method at line 4:11", "expected one of random, pretrained, mixed, got `finetune`"),
-    (GOOD + "init: {method: random, seed: '7'}\n", "init.seed at line 3:30", "expected a whole number, got the text `7`"),
-    (GOOD + "init: {method: random, seed: 7.5}\n", "init.seed at line 3:30", "expected a whole number, got the number `7.5`"),
+    (
+        "schema_version: 2\norganisation: Lab\n",
+        "schema_version at line 1:17",
+        "unsupported schema_version `2`",
+    ),
+    (
+        GOOD + "from_scratch: maybe\n",
+        "from_scratch at line 3:15",
+        "expected true or false, got the text `maybe`",
+    ),
+    (
+        GOOD + "init:\n  method: finetune\n",
+        "init.method at line 4:11",
+        "expected one of random, pretrained, mixed, got `finetune`",
+    ),
+    (
+        GOOD + "init: {method: random, seed: '7'}\n",
+        "init.seed at line 3:30",
+        "expected a whole number, got the text `7`",
+    ),
+    (
+        GOOD + "init: {method: random, seed: 7.5}\n",
+        "init.seed at line 3:30",
+        "expected a whole number, got the number `7.5`",
+    ),
     (GOOD + "init: random\n", "init at line 3:7", "expected a mapping of fields"),
     (GOOD + "members: Lab\n", "members at line 3:10", "expected a list"),
     (
@@ -132,12 +158,14 @@ MALFORMED = [
         "expected one of own, external, got `extrnal`",
     ),
     (
-        GOOD + "components:\n  - name: vit\n    source: external\n    reference: r\n    origin: NO\n",
+        GOOD
+        + "components:\n  - name: vit\n    source: external\n    reference: r\n    origin: NO\n",
         "components[0].origin at line 7:13",
         'expected text, got `false`; write "NO" in quotes',
     ),
     (
-        GOOD + "components:\n  - name: vit\n    source: external\n    reference: r\n    origin: USA\n",
+        GOOD
+        + "components:\n  - name: vit\n    source: external\n    reference: r\n    origin: USA\n",
         "components[0].origin at line 7:13",
         "expected a two-letter country code such as `KR`, got the text `USA`",
     ),
@@ -146,7 +174,11 @@ MALFORMED = [
         "components[0].colour at line 4:30",
         "unknown field `colour`; expected one of",
     ),
-    (GOOD + "components:\n  - {name: '', source: own}\n", "components[0].name at line 4:12", "must not be empty"),
+    (
+        GOOD + "components:\n  - {name: '', source: own}\n",
+        "components[0].name at line 4:12",
+        "must not be empty",
+    ),
     (GOOD + "components:\n  - {source: own}\n", "components[0] at line 4:5", "`name` is required"),
     (
         GOOD + "components:\n  - {name: vit, source: external}\n",
@@ -165,14 +197,27 @@ MALFORMED = [
     ),
     (GOOD + "members: [Lab, Lab]\n", "members[1] at line 3:16", "member `Lab` is listed twice"),
     (
-        GOOD + "components:\n  - {name: lm, source: own}\nlicences:\n  - {id: MIT, applies_to: [vit]}\n",
+        GOOD
+        + "components:\n  - {name: lm, source: own}\nlicences:\n  - {id: MIT, applies_to: [vit]}\n",
         "licences[0].applies_to[0] at line 6:28",
         "no component is named `vit`",
     ),
     (GOOD + "organisation: Again\n", "line 3:1", "duplicate key `organisation`"),
-    (GOOD + "members: &m [Lab]\nbase_model: *m\n", "line 4:13", "invalid YAML: aliases are not allowed"),
-    (GOOD + "base_model: !!python/object/apply:os.system ['true']\n", "line 3:13", "invalid YAML: could not determine a constructor"),
-    (GOOD + "---\nschema_version: 1\n", "line 3:1", "invalid YAML: expected one document, found another"),
+    (
+        GOOD + "members: &m [Lab]\nbase_model: *m\n",
+        "line 4:13",
+        "invalid YAML: aliases are not allowed",
+    ),
+    (
+        GOOD + "base_model: !!python/object/apply:os.system ['true']\n",
+        "line 3:13",
+        "invalid YAML: could not determine a constructor",
+    ),
+    (
+        GOOD + "---\nschema_version: 1\n",
+        "line 3:1",
+        "invalid YAML: expected one document, found another",
+    ),
 ]
 
 
@@ -213,7 +258,9 @@ def test_detector_reports_errors_in_the_folder_manifest(tmp_path: Path) -> None:
 def test_only_safe_yaml_loading_in_the_package() -> None:
     # The manifest is read with (a subclass of) SafeLoader; no full or unsafe loader.
     source = Path(manifest_module.__file__).read_text()
-    assert not re.search(r"yaml\.(load|full_load|unsafe_load)\(|FullLoader|UnsafeLoader|yaml\.Loader\b", source)
+    assert not re.search(
+        r"yaml\.(load|full_load|unsafe_load)\(|FullLoader|UnsafeLoader|yaml\.Loader\b", source
+    )
     assert "yaml.SafeLoader" in source
 
 

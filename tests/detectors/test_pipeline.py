@@ -228,7 +228,9 @@ def test_catalogue_add_list_then_detect_against_references(tmp_path: Path) -> No
         config={**LLAMA_CONFIG, "hidden_size": 32, "model_type": "mistral"},
         tokenizer=bpe_tokenizer(other_tokens, other_merges),
     )
-    add_reference(reference, id="public-llm", origin="US", catalog=catalog, detectors=own_detectors())
+    add_reference(
+        reference, id="public-llm", origin="US", catalog=catalog, detectors=own_detectors()
+    )
     add_reference(other, id="other-llm", origin="fr", catalog=catalog, detectors=own_detectors())
     # The candidate reuses the public model's config and tokenizer, with a few more merges.
     candidate = write_model(
@@ -238,7 +240,11 @@ def test_catalogue_add_list_then_detect_against_references(tmp_path: Path) -> No
     )
     sheet = detect_model(candidate, catalog=catalog, detectors=own_detectors())
     config, tokenizer = sheet["facts"]["config"], sheet["facts"]["tokenizer"]
-    assert (config["reference"], config["origin"], config["identical"]) == ("public-llm", "US", True)
+    assert (config["reference"], config["origin"], config["identical"]) == (
+        "public-llm",
+        "US",
+        True,
+    )
     assert config["agreement"] == 1.0
     assert tokenizer["reference"] == "public-llm" and tokenizer["origin"] == "US"
     assert tokenizer["vocab_overlap"] == pytest.approx(301 / 302)

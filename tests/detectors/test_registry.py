@@ -63,14 +63,18 @@ NoFacts = _variant("nofacts", facts=None)
 NumericVersion = _variant("numver", version=1.0)
 FactsAsList = _variant("factlist", facts=[FactDecl("factlist.x", "boolean", "x")])
 NotAFactDecl = _variant("notdecl", emits=("notdecl",), facts=(("notdecl.x", "boolean", "x"),))
-OutsideEmits = _variant("outside", emits=("outside",), facts=(FactDecl("elsewhere.x", "boolean", "x"),))
+OutsideEmits = _variant(
+    "outside", emits=("outside",), facts=(FactDecl("elsewhere.x", "boolean", "x"),)
+)
 StealsKey = _variant("stealer", facts=(FactDecl("watermark.y", "boolean", "y"),))
 DuplicateFact = _variant(
     "dupfact",
     emits=("dupfact",),
     facts=(FactDecl("dupfact.x", "boolean", "x"), FactDecl("dupfact.x", "integer", "x")),
 )
-OrphanElement = _variant("orphan", emits=("orphan",), facts=(FactDecl("orphan.items[].x", "string", "x"),))
+OrphanElement = _variant(
+    "orphan", emits=("orphan",), facts=(FactDecl("orphan.items[].x", "string", "x"),)
+)
 BadPath = _variant("badpath", emits=("badpath",), facts=(FactDecl("badpath..x", "string", "x"),))
 UpperName = _variant("UpperCase")
 BeneathLeaf = _variant(
@@ -173,13 +177,20 @@ def test_broken_plugin_is_named(
 
 def test_unimportable_module_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     _patch(monkeypatch, [_ep("ghost", "no_such_package.detector:Ghost")])
-    with pytest.raises(DetectorError, match=r"plug-in `ghost` \(no_such_package.detector:Ghost\): cannot be loaded"):
+    with pytest.raises(
+        DetectorError, match=r"plug-in `ghost` \(no_such_package.detector:Ghost\): cannot be loaded"
+    ):
         load_detectors()
 
 
 def test_two_plugins_may_not_emit_the_same_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    _patch(monkeypatch, [_ep("watermark", f"{HERE}:ThirdParty"), _ep("stealer", f"{HERE}:StealsKey")])
-    with pytest.raises(DetectorError, match="detector `watermark` emits `watermark`, which detector `stealer` already emits"):
+    _patch(
+        monkeypatch, [_ep("watermark", f"{HERE}:ThirdParty"), _ep("stealer", f"{HERE}:StealsKey")]
+    )
+    with pytest.raises(
+        DetectorError,
+        match="detector `watermark` emits `watermark`, which detector `stealer` already emits",
+    ):
         load_detectors()
 
 
@@ -201,7 +212,10 @@ def test_failed_discovery_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_validate_detectors_sorts_and_refuses_duplicate_names() -> None:
-    assert [d.name for d in validate_detectors([ThirdParty(), Listing()])] == ["listing", "watermark"]
+    assert [d.name for d in validate_detectors([ThirdParty(), Listing()])] == [
+        "listing",
+        "watermark",
+    ]
     with pytest.raises(DetectorError, match="two detectors are named `watermark`"):
         validate_detectors([ThirdParty(), ThirdParty()])
 

@@ -42,8 +42,10 @@ def _folder(tmp_path: Path, name: str, files: dict[str, Any]) -> Path:
     root = tmp_path / name
     root.mkdir(parents=True)
     for file, content in files.items():
-        data = content if isinstance(content, bytes) else (
-            content if isinstance(content, str) else json.dumps(content)
+        data = (
+            content
+            if isinstance(content, bytes)
+            else (content if isinstance(content, str) else json.dumps(content))
         )
         (root / file).write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
     return root
@@ -170,7 +172,9 @@ def _lcs(a: list[Any], b: list[Any]) -> int:
     table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
     for i, x in enumerate(a):
         for j, y in enumerate(b):
-            table[i + 1][j + 1] = table[i][j] + 1 if x == y else max(table[i][j + 1], table[i + 1][j])
+            table[i + 1][j + 1] = (
+                table[i][j] + 1 if x == y else max(table[i][j + 1], table[i + 1][j])
+            )
     return table[-1][-1]
 
 
@@ -179,7 +183,9 @@ def _lcs(a: list[Any], b: list[Any]) -> int:
     st.lists(st.integers(0, 30), max_size=25, unique=True),
     st.lists(st.integers(0, 30), max_size=25, unique=True),
 )
-def test_merge_overlap_is_the_longest_common_subsequence(ours: list[int], theirs: list[int]) -> None:
+def test_merge_overlap_is_the_longest_common_subsequence(
+    ours: list[int], theirs: list[int]
+) -> None:
     pair = lambda n: (f"t{n}", f"u{n}")  # noqa: E731 - a merge per integer
     a = _sketch(["x"], [pair(n) for n in ours])
     b = _sketch(["x"], [pair(n) for n in theirs])
@@ -190,7 +196,9 @@ def test_merge_overlap_is_the_longest_common_subsequence(ours: list[int], theirs
 def test_merge_overlap_is_cheap_for_large_vocabularies() -> None:
     n = 150_000
     rng = np.random.default_rng(0)
-    theirs = TokenizerSketch(np.arange(1, dtype=np.uint64), rng.permutation(n * 4)[:n].astype(np.uint64))
+    theirs = TokenizerSketch(
+        np.arange(1, dtype=np.uint64), rng.permutation(n * 4)[:n].astype(np.uint64)
+    )
     swapped = theirs.merges.copy()
     swapped[1000:1100] = swapped[1000:1100][::-1]
     ours = TokenizerSketch(theirs.tokens, swapped)
@@ -206,12 +214,16 @@ def test_merge_overlap_is_cheap_for_large_vocabularies() -> None:
 def _reference(tmp_path: Path, id: str, tokenizer: dict[str, Any], origin: str = "US") -> Reference:
     folder = tmp_path / "refs" / id
     folder.mkdir(parents=True)
-    with open_model(write_model(tmp_path / "src" / id, tokenizer=tokenizer, manifest=None)) as model:
+    with open_model(
+        write_model(tmp_path / "src" / id, tokenizer=tokenizer, manifest=None)
+    ) as model:
         TokenizerDetector().fingerprint(model, folder, {})
     return Reference(id=id, origin=origin, path=folder)
 
 
-def _detect(tmp_path: Path, tokenizer: dict[str, Any], refs: tuple[Reference, ...]) -> dict[str, Any]:
+def _detect(
+    tmp_path: Path, tokenizer: dict[str, Any], refs: tuple[Reference, ...]
+) -> dict[str, Any]:
     with open_model(write_model(tmp_path / "subject", tokenizer=tokenizer, manifest=None)) as model:
         detector = TokenizerDetector()
         out = detector.detect(model, DetectContext(references=refs))
@@ -270,9 +282,24 @@ def test_reordered_merges_are_not_identical(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("files", "file", "place", "problem"),
     [
-        ({"tokenizer.json": '{"model": {"vocab": {"a": 0,}}}'}, "tokenizer.json", "line 1:", "not valid json"),
-        ({"tokenizer.json": "[]"}, "tokenizer.json", None, "expected a json object at the top level"),
-        ({"tokenizer.json": {"model": 3}}, "tokenizer.json", "model", "expected a json object, got a number"),
+        (
+            {"tokenizer.json": '{"model": {"vocab": {"a": 0,}}}'},
+            "tokenizer.json",
+            "line 1:",
+            "not valid json",
+        ),
+        (
+            {"tokenizer.json": "[]"},
+            "tokenizer.json",
+            None,
+            "expected a json object at the top level",
+        ),
+        (
+            {"tokenizer.json": {"model": 3}},
+            "tokenizer.json",
+            "model",
+            "expected a json object, got a number",
+        ),
         ({"tokenizer.json": {"model": {"merges": []}}}, "tokenizer.json", "model.vocab", "missing"),
         (
             {"tokenizer.json": {"model": {"vocab": {"a": 0, "hello": "1"}}}},
@@ -304,7 +331,12 @@ def test_reordered_merges_are_not_identical(tmp_path: Path) -> None:
             "added_tokens[0].content",
             "expected a string",
         ),
-        ({"vocab.json": {"a": 0}, "merges.txt": "#version: 0.2\na b\nab\n"}, "merges.txt", "line 3", "two tokens"),
+        (
+            {"vocab.json": {"a": 0}, "merges.txt": "#version: 0.2\na b\nab\n"},
+            "merges.txt",
+            "line 3",
+            "two tokens",
+        ),
         ({"vocab.json": ["a"]}, "vocab.json", None, "expected a json object"),
         ({"tokenizer.model": b"\x0a\xff"}, "tokenizer.model", "byte", "protobuf"),
     ],
