@@ -6,6 +6,7 @@ Also the model-folder builders the other detector tests share.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -367,3 +368,11 @@ def test_public_api_is_pinned() -> None:
         "detect_model",
         "fact_catalogue",
     ]
+
+
+def test_detectors_never_import_the_engine() -> None:
+    # The fact sheet is the only seam between the two packages.
+    package = Path(pipeline.__file__).parent
+    for module in sorted(package.glob("*.py")):
+        source = module.read_text(encoding="utf-8")
+        assert not re.search(r"^\s*(from|import)\s+engine\b", source, re.M), module.name
