@@ -16,7 +16,14 @@ import blake3
 import numpy as np
 
 from detectors.base import InputError
-from detectors.safetensors import MappedFiles, TensorInfo, read_header, strict_json, tensor_place, to_array
+from detectors.safetensors import (
+    MappedFiles,
+    TensorInfo,
+    read_header,
+    strict_json,
+    tensor_place,
+    to_array,
+)
 
 __all__ = [
     "INDEX_FILE",
@@ -126,7 +133,8 @@ class ModelFolder:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ModelFolder({self.name!r}, tensors={len(self.tensors)}, files={len(self.weight_files)})"
+        counts = f"tensors={len(self.tensors)}, files={len(self.weight_files)}"
+        return f"ModelFolder({self.name!r}, {counts})"
 
 
 def _file_digest(path: Path) -> str:
@@ -161,7 +169,8 @@ def _inside(root: Path, rel: str, source: Path, place: str) -> Path:
     """Resolve a relative path from a file the model supplies, refusing escapes."""
     pure = PurePosixPath(rel)
     shown = rel.replace("`", "'")
-    if not rel or "\\" in rel or "\0" in rel or pure.is_absolute() or (len(rel) > 1 and rel[1] == ":"):
+    drive = len(rel) > 1 and rel[1] == ":"
+    if not rel or "\\" in rel or "\0" in rel or pure.is_absolute() or drive:
         raise InputError(source, place, f"shard path `{shown}` is not a relative path")
     if ".." in pure.parts:
         raise InputError(source, place, f"shard path `{shown}` leaves the model folder")
@@ -270,7 +279,8 @@ def open_model(path: str | Path) -> ModelFolder:
     if owner is not None:
         for name, rel in sorted(owner.items()):
             if name not in found_in:
-                raise InputError(root / INDEX_FILE, f"weight_map {tensor_place(name)}", f"tensor is not in shard `{rel}`")
+                place = f"weight_map {tensor_place(name)}"
+                raise InputError(root / INDEX_FILE, place, f"tensor is not in shard `{rel}`")
 
     config: dict[str, Any] | None = None
     config_path = root / CONFIG_FILE

@@ -136,12 +136,14 @@ def strict_json(text: str) -> Any:
     except ValueError as exc:
         # Python's own limits (integer digits and the like).
         text = str(exc)
-        raise ValueError("not valid json: " + _printable(text[:1].lower() + text[1:], 120)) from None
+        problem = _printable(text[:1].lower() + text[1:], 120)
+        raise ValueError(f"not valid json: {problem}") from None
 
 
 def _json_problem(exc: ValueError) -> str:
     if isinstance(exc, json.JSONDecodeError):
-        return f"not valid json: {exc.msg[:1].lower() + exc.msg[1:]} at line {exc.lineno}:{exc.colno}"
+        msg = exc.msg[:1].lower() + exc.msg[1:]
+        return f"not valid json: {msg} at line {exc.lineno}:{exc.colno}"
     return str(exc)
 
 
@@ -159,16 +161,15 @@ def read_header(path: str | Path) -> tuple[dict[str, TensorInfo], dict[str, str]
                 raise InputError(path, "header", "file is shorter than the 8-byte header length")
             (length,) = struct.unpack("<Q", prefix)
             if length > HEADER_CAP:
-                raise InputError(
-                    path, "header", f"header length {length} exceeds the {HEADER_CAP // 1_000_000} MB cap"
-                )
+                cap = HEADER_CAP // 1_000_000
+                raise InputError(path, "header", f"header length {length} exceeds the {cap} MB cap")
             if 8 + length > size:
-                raise InputError(
-                    path, "header", f"header length {length} runs past the end of the file ({size} bytes)"
-                )
+                problem = f"header length {length} runs past the end of the file ({size} bytes)"
+                raise InputError(path, "header", problem)
             raw = f.read(length)
     except OSError as exc:
-        raise InputError(path, None, f"cannot read: {_printable(exc.strerror or str(exc))}") from None
+        reason = _printable(exc.strerror or str(exc))
+        raise InputError(path, None, f"cannot read: {reason}") from None
     if len(raw) != length:
         raise InputError(path, None, "file changed while reading")
     try:
@@ -197,14 +198,15 @@ def read_header(path: str | Path) -> tuple[dict[str, TensorInfo], dict[str, str]
     cursor = 0
     previous: str | None = None
     for begin, end, name, dtype, shape in entries:
+        place = tensor_place(name)
         if end > data_len:
-            raise InputError(
-                path, tensor_place(name), f"data offsets [{begin}, {end}] run past the end of the data ({data_len} bytes)"
-            )
+            problem = f"data offsets [{begin}, {end}] run past the end of the data"
+            problem += f" ({data_len} bytes)"
+            raise InputError(path, place, problem)
         if begin < cursor:
-            raise InputError(path, tensor_place(name), f"data overlaps tensor `{_printable(previous or '')}`")
+            raise InputError(path, place, f"data overlaps tensor `{_printable(previous or '')}`")
         if begin > cursor:
-            raise InputError(path, tensor_place(name), f"gap of {begin - cursor} bytes before the tensor's data")
+            raise InputError(path, place, f"gap of {begin - cursor} bytes before the tensor's data")
         cursor = end
         previous = name
         tensors[name] = TensorInfo(name, dtype, shape, path, data_start + begin, data_start + end)
@@ -246,16 +248,21 @@ def _entry(path: Path, name: str, entry: Any) -> tuple[int, int, str, str, tuple
     if any(d < 0 for d in shape):
         raise InputError(path, place, "shape has a negative dimension")
     offsets = entry["data_offsets"]
-    if not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets):
+    pair = isinstance(offsets, list) and len(offsets) == 2
+    if not pair or not all(type(o) is int for o in offsets):
         raise InputError(path, place, "data_offsets is not a pair of integers")
     begin, end = offsets
     if begin < 0 or end < begin:
-        raise InputError(path, place, f"data offsets [{begin}, {end}] are not an increasing pair of non-negative integers")
+        problem = f"data offsets [{begin}, {end}] are not an increasing pair of non-negative"
+        problem += " integers"
+        raise InputError(path, place, problem)
     expected = prod(shape) * DTYPE_SIZES[dtype]
     if end - begin != expected:
-        raise InputError(
-            path, place, f"byte length {end - begin} does not match shape {list(shape)} of `{dtype}` ({expected} bytes)"
+        problem = (
+            f"byte length {end - begin} does not match shape {list(shape)} of `{dtype}`"
+            f" ({expected} bytes)"
         )
+        raise InputError(path, place, problem)
     return begin, end, name, dtype, tuple(shape)
 
 

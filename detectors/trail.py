@@ -1,6 +1,6 @@
 """The `trail` detector: evidence of pre-training from scratch in `checkpoints/step-<N>/`.
 
-Checks the step-0 commitment, step-0 init statistics, checkpoint continuity and the link to the release.
+Judges the step-0 commitment and init statistics, continuity, and the link to the release.
 """
 
 from __future__ import annotations
@@ -74,13 +74,22 @@ def _facts() -> tuple[FactDecl, ...]:
         ("trail.initial_random", "boolean", "step 0 has random-initialisation statistics"),
         ("trail.initial_kurtosis", "number", "mean excess kurtosis of step-0 matrices"),
         ("trail.continuous", "boolean", "each checkpoint continues the one before"),
-        ("trail.min_link_similarity", "number", "weakest centred similarity between consecutive checkpoints"),
-        ("trail.ends_at_release", "boolean", "the released model equals or continues the last checkpoint"),
+        (
+            "trail.min_link_similarity",
+            "number",
+            "weakest centred similarity between consecutive checkpoints",
+        ),
+        (
+            "trail.ends_at_release",
+            "boolean",
+            "the released model equals or continues the last checkpoint",
+        ),
         ("trail.init_similarity", "number", "centred similarity of the released model to step 0"),
         (
             "trail.depends_on_init",
             "boolean",
-            "the released model depends on its own step 0 (significantly above the null of a foreign seed)",
+            "the released model depends on its own step 0"
+            " (significantly above the null of a foreign seed)",
         ),
     )
     return tuple(FactDecl(path, type_, doc) for path, type_, doc in rows)
@@ -96,8 +105,9 @@ def weights_digest(model: ModelFolder) -> str:
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
     for name in sorted(model.tensors):
         info = model.tensors[name]
-        head = json.dumps([name, info.dtype, list(info.shape), info.nbytes], ensure_ascii=False).encode("utf-8")
-        hasher.update(len(head).to_bytes(8, "little") + head)
+        head = json.dumps([name, info.dtype, list(info.shape), info.nbytes], ensure_ascii=False)
+        encoded = head.encode("utf-8")
+        hasher.update(len(encoded).to_bytes(8, "little") + encoded)
         hasher.update(model.raw(name))
     return "blake3:" + hasher.hexdigest()
 
@@ -115,7 +125,9 @@ def _is_matrix(info: TensorInfo) -> bool:
     )
 
 
-def _row_chunks(model: ModelFolder, info: TensorInfo, rows: int | None = None) -> Iterator[np.ndarray]:
+def _row_chunks(
+    model: ModelFolder, info: TensorInfo, rows: int | None = None
+) -> Iterator[np.ndarray]:
     """A 2-D tensor as float64 blocks of whole rows, decoded a block at a time."""
     m, n = info.shape
     step = rows or max(1, _CHUNK_ELEMENTS // max(n, 1))
@@ -289,12 +301,14 @@ def matrix_statistics(model: ModelFolder, info: TensorInfo) -> MatrixStatistics:
     block = next(_row_chunks(model, info, rows=rows))[:, :_SPECTRAL_BLOCK]
     block = block - block.mean()
     bm, bn = block.shape
-    edge = block.std() * (math.sqrt(bm) + math.sqrt(bn))
+    edge_scale = math.sqrt(bm) + math.sqrt(bn)
+    edge = block.std() * edge_scale
     ratio = float(np.linalg.norm(block, 2) / edge) if edge > 0 else math.inf
     # Tracy-Widom scale of the largest singular value, relative to the edge.
-    tw = (1 / math.sqrt(bm) + 1 / math.sqrt(bn)) ** (1 / 3) / (math.sqrt(bm) + math.sqrt(bn)) ** (2 / 3)
+    tw = (1 / math.sqrt(bm) + 1 / math.sqrt(bn)) ** (1 / 3) / edge_scale ** (2 / 3)
+    std = math.sqrt(variance)
     return MatrixStatistics(
-        info.name, count, n, mean, math.sqrt(variance), kurtosis, row_disp, col_disp, ratio, 1.0 + 3.0 * tw
+        info.name, count, n, mean, std, kurtosis, row_disp, col_disp, ratio, 1.0 + 3.0 * tw
     )
 
 
@@ -380,7 +394,10 @@ class Commitment:
 
 
 def read_commitment(path: Path) -> Commitment:
-    """Validate `checkpoints/commitment.json`: `{"seed": int, "init": str, "step0_digest": "blake3:<hex>"}`."""
+    """Validate `checkpoints/commitment.json`.
+
+    Its form: `{"seed": int, "init": str, "step0_digest": "blake3:<hex>"}`.
+    """
     data = read_json(path)
     if not isinstance(data, dict):
         raise InputError(path, None, "commitment is not a json object")
@@ -396,7 +413,8 @@ def read_commitment(path: Path) -> Commitment:
     if not isinstance(init, str) or not init.strip():
         raise InputError(path, "field `init`", "init is not a non-empty string")
     if not isinstance(digest, str) or not _DIGEST.match(digest):
-        raise InputError(path, "field `step0_digest`", "step0_digest is not `blake3:` and 64 lower-case hex digits")
+        problem = "step0_digest is not `blake3:` and 64 lower-case hex digits"
+        raise InputError(path, "field `step0_digest`", problem)
     return Commitment(seed, init, digest)
 
 
@@ -529,7 +547,8 @@ def _continuity(opened: list[ModelFolder]) -> dict[str, Any]:
     # Distance from the first checkpoint grows along a real trail; a shuffled trail
     # keeps similar neighbours but breaks this order.
     drifts = [centred_similarity(later, opened[0]).drift or 0.0 for later in opened[1:]]
-    ordered = all(later >= earlier * (1 - DRIFT_SLACK) for earlier, later in zip(drifts, drifts[1:]))
+    pairs = zip(drifts, drifts[1:])
+    ordered = all(later >= earlier * (1 - DRIFT_SLACK) for earlier, later in pairs)
     out["continuous"] = ordered
     return out
 

@@ -31,23 +31,35 @@ def _audit(event: str, args: tuple) -> None:
 sys.addaudithook(_audit)
 
 
+FIRST = "model-00001-of-00002.safetensors"
+SECOND = "model-00002-of-00002.safetensors"
+
+
 def make_sharded(root: Path) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(3)
-    first = {"embed.weight": rng.standard_normal((8, 4)).astype(np.float32), "layers.0.w": rng.standard_normal((4, 4)).astype(np.float32)}
-    second = {"layers.1.w": rng.standard_normal((4, 4)).astype(np.float32), "norm.weight": np.ones(4, dtype=np.float32)}
+    first = {
+        "embed.weight": rng.standard_normal((8, 4)).astype(np.float32),
+        "layers.0.w": rng.standard_normal((4, 4)).astype(np.float32),
+    }
+    second = {
+        "layers.1.w": rng.standard_normal((4, 4)).astype(np.float32),
+        "norm.weight": np.ones(4, dtype=np.float32),
+    }
     (root / "shards").mkdir(parents=True)
-    np_save(first, str(root / "shards" / "model-00001-of-00002.safetensors"))
-    np_save(second, str(root / "model-00002-of-00002.safetensors"))
-    weight_map = {name: "shards/model-00001-of-00002.safetensors" for name in first}
-    weight_map |= {name: "./model-00002-of-00002.safetensors" for name in second}
-    (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": 1}, "weight_map": weight_map}))
+    np_save(first, str(root / "shards" / FIRST))
+    np_save(second, str(root / SECOND))
+    weight_map = {name: f"shards/{FIRST}" for name in first}
+    weight_map |= {name: f"./{SECOND}" for name in second}
+    index = {"metadata": {"total_size": 1}, "weight_map": weight_map}
+    (root / "model.safetensors.index.json").write_text(json.dumps(index))
     return first | second
 
 
 def test_public_api_is_pinned():
     import detectors.model as module
 
-    assert sorted(module.__all__) == sorted(["INDEX_FILE", "CHECKPOINTS_DIR", "PICKLE_SUFFIXES", "ModelFolder", "open_model", "read_json"])
+    public = ["INDEX_FILE", "CHECKPOINTS_DIR", "PICKLE_SUFFIXES", "ModelFolder", "open_model"]
+    assert sorted(module.__all__) == sorted([*public, "read_json"])
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
@@ -82,7 +94,7 @@ def test_sharded_model_through_index(tmp_path):
         assert isinstance(model, ModelFolder)
         assert model.name == "my-model"
         assert model.config == {"model_type": "tiny", "hidden_size": 4}
-        assert model.weight_files == ("model-00002-of-00002.safetensors", "shards/model-00001-of-00002.safetensors")
+        assert model.weight_files == (SECOND, f"shards/{FIRST}")
         assert list(model.tensors) == sorted(arrays)
         assert model.total_bytes == sum(a.nbytes for a in arrays.values())
         for name, expected in arrays.items():
@@ -91,7 +103,7 @@ def test_sharded_model_through_index(tmp_path):
         seen = [(info.name, info.file.name, info.start) for info, _ in model.iter_tensors()]
         # File order (weight_files order), then offset order inside each file.
         files = [f for _, f, _ in seen]
-        assert files == sorted(files, key=["model-00002-of-00002.safetensors", "model-00001-of-00002.safetensors"].index)
+        assert files == sorted(files, key=[SECOND, FIRST].index)
         for f in set(files):
             starts = [s for _, ff, s in seen if ff == f]
             assert starts == sorted(starts)
@@ -103,7 +115,8 @@ def test_index_governs_and_checkpoints_are_not_weights(tmp_path):
     make_sharded(root)
     np_save({"stray": np.zeros(2, dtype=np.float32)}, str(root / "extra.safetensors"))
     (root / "checkpoints" / "step-0").mkdir(parents=True)
-    np_save({"ckpt": np.zeros(2, dtype=np.float32)}, str(root / "checkpoints" / "step-0" / "model.safetensors"))
+    ckpt = root / "checkpoints" / "step-0" / "model.safetensors"
+    np_save({"ckpt": np.zeros(2, dtype=np.float32)}, str(ckpt))
     with open_model(root) as model:
         assert "stray" not in model.tensors and "ckpt" not in model.tensors
 
@@ -162,7 +175,14 @@ def test_pickle_files_are_listed_and_never_opened(tmp_path):
     marker = tmp_path / "marker"
     payload = pickle.dumps(_WritesMarker(marker))
     torch_save({"w": torch.ones(2, 2)}, str(root / "model.safetensors"))
-    for rel in ("pytorch_model.bin", "extra/opt.pt", "extra/x.PTH", "state.pkl", "checkpoints/last.ckpt"):
+    pickles = (
+        "checkpoints/last.ckpt",
+        "extra/opt.pt",
+        "extra/x.PTH",
+        "pytorch_model.bin",
+        "state.pkl",
+    )
+    for rel in pickles:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(payload)
     _OPENED.clear()
@@ -173,13 +193,14 @@ def test_pickle_files_are_listed_and_never_opened(tmp_path):
                 bytes(raw)
             for name in model.tensors:
                 model.array(name)
-            pickles = model.pickle_files
+            listed = model.pickle_files
     finally:
         _WATCH[0] = False
-    assert pickles == ("checkpoints/last.ckpt", "extra/opt.pt", "extra/x.PTH", "pytorch_model.bin", "state.pkl")
+    assert listed == pickles
     assert not marker.exists()
     assert any(p.endswith("model.safetensors") for p in _OPENED)  # the hook does watch
-    assert not [p for p in _OPENED if Path(p).suffix.lower() in {".bin", ".pt", ".pth", ".pkl", ".ckpt"}]
+    suffixes = {".bin", ".pt", ".pth", ".pkl", ".ckpt"}
+    assert not [p for p in _OPENED if Path(p).suffix.lower() in suffixes]
 
 
 def test_files_digest_is_deterministic_and_content_sensitive(tmp_path):
@@ -200,6 +221,7 @@ def test_files_digest_is_deterministic_and_content_sensitive(tmp_path):
     with open_model(tmp_path / "two") as b:
         changed = b.files_digest()
     assert changed != first
-    os.rename(tmp_path / "two" / "checkpoints" / "step-0" / "note.txt", tmp_path / "two" / "checkpoints" / "step-0" / "note2.txt")
+    notes = tmp_path / "two" / "checkpoints" / "step-0"
+    os.rename(notes / "note.txt", notes / "note2.txt")
     with open_model(tmp_path / "two") as b:
         assert b.files_digest() not in (first, changed)

@@ -36,7 +36,16 @@ def test_public_api_is_pinned():
     import detectors.safetensors as module
 
     assert sorted(module.__all__) == sorted(
-        ["DTYPE_SIZES", "HEADER_CAP", "TensorInfo", "MappedFiles", "read_header", "to_array", "tensor_place", "strict_json"]
+        [
+            "DTYPE_SIZES",
+            "HEADER_CAP",
+            "TensorInfo",
+            "MappedFiles",
+            "read_header",
+            "to_array",
+            "tensor_place",
+            "strict_json",
+        ]
     )
     assert HEADER_CAP == 100_000_000
 
@@ -76,10 +85,12 @@ def test_numpy_round_trip_every_native_dtype(tmp_path):
 def test_torch_round_trip_bf16_fp16_fp8_int_bool(tmp_path):
     gen = torch.Generator().manual_seed(1)
     every_byte = torch.arange(256, dtype=torch.uint8)
+    every_bf16 = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16)
+    every_bf16 = every_bf16.view(torch.bfloat16)
     tensors = {
         "bf16": torch.randn(5, 7, generator=gen).to(torch.bfloat16),
         # Every bf16 bit pattern, NaNs and infinities included.
-        "bf16_all": torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(torch.bfloat16),
+        "bf16_all": every_bf16,
         "fp16": torch.randn(3, 3, generator=gen).half(),
         "e4m3": every_byte.view(torch.float8_e4m3fn).reshape(16, 16),
         "e5m2": every_byte.clone().view(torch.float8_e5m2),
@@ -105,7 +116,8 @@ def test_torch_round_trip_bf16_fp16_fp8_int_bool(tmp_path):
         assert got.shape == tuple(tensor.shape)
         assert np.array_equal(got, expected, equal_nan=True), name
     # NaN patterns stay NaN and the sign of zero survives.
-    assert np.isnan(decoded["e4m3"].reshape(-1)[0x7F]) and np.isnan(decoded["e4m3"].reshape(-1)[0xFF])
+    e4m3 = decoded["e4m3"].reshape(-1)
+    assert np.isnan(e4m3[0x7F]) and np.isnan(e4m3[0xFF])
     assert np.isinf(decoded["e5m2"][0x7C]) and np.signbit(decoded["e5m2"][0x80])
 
 
@@ -145,7 +157,8 @@ def test_header_only_file_and_empty_tensors(tmp_path):
     path = tmp_path / "e.safetensors"
     np_save({}, str(path))
     assert read_header(path)[0] == {}
-    np_save({"z": np.zeros((0,), dtype=np.float32), "y": np.zeros((2, 0), dtype=np.int8)}, str(path))
+    empty = {"z": np.zeros((0,), dtype=np.float32), "y": np.zeros((2, 0), dtype=np.int8)}
+    np_save(empty, str(path))
     tensors, _, _ = read_header(path)
     assert decode_all(path)["y"].shape == (2, 0)
     assert all(info.nbytes == 0 for info in tensors.values())
@@ -195,10 +208,19 @@ def test_to_array_refuses_a_wrong_length():
 
 def test_dtype_table_matches_the_reference_writer(tmp_path):
     torch_dtypes = {
-        "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "F8_E4M3": torch.float8_e4m3fn,
-        "F8_E5M2": torch.float8_e5m2, "I16": torch.int16, "F16": torch.float16, "BF16": torch.bfloat16,
-        "I32": torch.int32, "F32": torch.float32, "I64": torch.int64, "F64": torch.float64,
-    }  # fmt: skip
+        "BOOL": torch.bool,
+        "U8": torch.uint8,
+        "I8": torch.int8,
+        "F8_E4M3": torch.float8_e4m3fn,
+        "F8_E5M2": torch.float8_e5m2,
+        "I16": torch.int16,
+        "F16": torch.float16,
+        "BF16": torch.bfloat16,
+        "I32": torch.int32,
+        "F32": torch.float32,
+        "I64": torch.int64,
+        "F64": torch.float64,
+    }
     path = tmp_path / "d.safetensors"
     torch_save({code: torch.zeros(3, dtype=dt) for code, dt in torch_dtypes.items()}, str(path))
     tensors, _, _ = read_header(path)

@@ -70,7 +70,9 @@ def snapshot(model: nn.Module) -> State:
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
 
-def train(seed: int, start: State | None = None, steps: int = STEPS, shift: int = 1) -> dict[int, State]:
+def train(
+    seed: int, start: State | None = None, steps: int = STEPS, shift: int = 1
+) -> dict[int, State]:
     """Real AdamW steps on noisy `y = 3x + shift mod V`; a snapshot every EVERY steps."""
     torch.manual_seed(seed)
     model = Tiny()
@@ -117,7 +119,9 @@ def write_model(folder: Path, state: State, config: dict | None = CONFIG) -> Non
         (folder / "config.json").write_text(json.dumps(config))
 
 
-def write_trail(root: Path, steps: dict[int, State], release: State, *, commit: bool = True) -> Path:
+def write_trail(
+    root: Path, steps: dict[int, State], release: State, *, commit: bool = True
+) -> Path:
     write_model(root, release)
     for step, state in steps.items():
         write_model(root / "checkpoints" / f"step-{step}", state)
@@ -260,7 +264,14 @@ def test_thresholds_separate_own_from_independent(tmp_path, runs):
     # The calibration, measured: own links and own init sit far above the thresholds,
     # independent seeds far below.
     own, foreign = runs["own"], runs["foreign"]
-    for name, state in {"a0": own[0], "a50": own[EVERY], "aN": own[STEPS], "b0": foreign[0], "bN": foreign[STEPS]}.items():
+    states = {
+        "a0": own[0],
+        "a50": own[EVERY],
+        "aN": own[STEPS],
+        "b0": foreign[0],
+        "bN": foreign[STEPS],
+    }
+    for name, state in states.items():
         write_model(tmp_path / name, state)
     with (
         open_model(tmp_path / "a0") as a0,
@@ -323,11 +334,31 @@ def test_two_folders_for_one_step_are_refused(tmp_path, runs):
     [
         ("[]", None, "commitment is not a json object"),
         ('{"seed": 1, "init": "x"}', None, "missing field `step0_digest`"),
-        ('{"seed": "1", "init": "x", "step0_digest": "blake3:' + "0" * 64 + '"}', "field `seed`", "not an integer"),
-        ('{"seed": true, "init": "x", "step0_digest": "blake3:' + "0" * 64 + '"}', "field `seed`", "not an integer"),
-        ('{"seed": 1, "init": "", "step0_digest": "blake3:' + "0" * 64 + '"}', "field `init`", "non-empty string"),
-        ('{"seed": 1, "init": "x", "step0_digest": "sha256:00"}', "field `step0_digest`", "64 lower-case hex"),
-        ('{"seed": 1, "init": "x", "step0_digest": "blake3:' + "0" * 64 + '", "when": 1}', "field `when`", "unexpected"),
+        (
+            '{"seed": "1", "init": "x", "step0_digest": "blake3:' + "0" * 64 + '"}',
+            "field `seed`",
+            "not an integer",
+        ),
+        (
+            '{"seed": true, "init": "x", "step0_digest": "blake3:' + "0" * 64 + '"}',
+            "field `seed`",
+            "not an integer",
+        ),
+        (
+            '{"seed": 1, "init": "", "step0_digest": "blake3:' + "0" * 64 + '"}',
+            "field `init`",
+            "non-empty string",
+        ),
+        (
+            '{"seed": 1, "init": "x", "step0_digest": "sha256:00"}',
+            "field `step0_digest`",
+            "64 lower-case hex",
+        ),
+        (
+            '{"seed": 1, "init": "x", "step0_digest": "blake3:' + "0" * 64 + '", "when": 1}',
+            "field `when`",
+            "unexpected",
+        ),
         ('{"seed": 1,', "line 1:12", "not valid json"),
     ],
 )
@@ -346,7 +377,10 @@ def test_malformed_commitment(tmp_path, runs, content, place, problem):
 
 def test_weights_digest_ignores_layout_and_sees_every_byte(tmp_path):
     rng = np.random.default_rng(0)
-    arrays = {"a": rng.standard_normal((4, 4)).astype(np.float32), "b": np.arange(3, dtype=np.int64)}
+    arrays = {
+        "a": rng.standard_normal((4, 4)).astype(np.float32),
+        "b": np.arange(3, dtype=np.int64),
+    }
     (tmp_path / "one").mkdir()
     np_save(arrays, str(tmp_path / "one" / "model.safetensors"))
     (tmp_path / "two").mkdir()
