@@ -180,6 +180,8 @@ class Rule:
     span: Span | None = _span()
     id_span: Span | None = _span()
     level_span: Span | None = _span()
+    # (field keyword, span of the whole field) in the order written.
+    field_spans: tuple = field(default=(), compare=False, repr=False)
     # Which file the rule came from, once `extends` is resolved.
     origin: str | None = field(default=None, compare=False)
 
@@ -211,6 +213,8 @@ class Policy:
     removals: tuple[Removal, ...] = ()
     # Header items in the order written, for spans in diagnostics: name -> span.
     header_spans: dict = field(default_factory=dict, compare=False, repr=False)
+    # (keyword, span of the whole line) of each header item, in the order written.
+    header_items: tuple = field(default=(), compare=False, repr=False)
     source: object = field(default=None, compare=False, repr=False)
 
     @property

@@ -112,6 +112,7 @@ class CheckedPolicy:
 class _Merged:
     params: dict[str, tuple[ast.Param, ast.Policy]]
     rules: dict[str, tuple[ast.Rule, ast.Policy]]
+    duplicates: list[ast.Rule]  # second definitions: reported, still checked
 
 
 def merge_chain(chain: Sequence[ast.Policy], diags: list[Diagnostic]) -> _Merged:
@@ -119,6 +120,7 @@ def merge_chain(chain: Sequence[ast.Policy], diags: list[Diagnostic]) -> _Merged
     replaces the parent's in place, `remove rule` drops one, new rules come after."""
     params: dict[str, tuple[ast.Param, ast.Policy]] = {}
     rules: dict[str, tuple[ast.Rule, ast.Policy]] = {}
+    duplicates: list[ast.Rule] = []
     for depth, policy in enumerate(chain):
         own_params: dict[str, ast.Param] = {}
         for p in policy.params:
@@ -141,6 +143,7 @@ def merge_chain(chain: Sequence[ast.Policy], diags: list[Diagnostic]) -> _Merged
             if r.id in own_rules:
                 diags.append(Diagnostic("duplicate_rule", f"rule `{r.id}` is defined twice in this file",
                                         r.id_span))
+                duplicates.append(r)
                 continue
             own_rules.add(r.id)
             rules[r.id] = (r, policy)
@@ -157,7 +160,7 @@ def merge_chain(chain: Sequence[ast.Policy], diags: list[Diagnostic]) -> _Merged
                     help=did_you_mean(rem.name, [k for k in table if k not in own])))
             else:
                 del table[rem.name]
-    return _Merged(params, rules)
+    return _Merged(params, rules, duplicates)
 
 
 # -- the checker -----------------------------------------------------------------
@@ -183,6 +186,8 @@ def check_policy(chain: Sequence[ast.Policy], catalogue: FactCatalogue) -> Check
         checked = checker.check_rule(rule, params)
         rules.append(dataclasses.replace(checked, rule=dataclasses.replace(rule, origin=policy.version)))
     used = {p for r in rules for p in r.params_used}
+    for dup in merged.duplicates:
+        used.update(checker.check_rule(dup, params).params_used)
     for name, (p, policy) in merged.params.items():
         if name not in used and name in params:
             diags.append(Diagnostic("unused_param", f"parameter `{name}` is not used by any rule",

@@ -224,6 +224,185 @@ def lint(
     raise _Exit(EXIT_INVALID if invalid else (1 if found else 0))
 
 
+@app.command()
+def fmt(
+    policies: List[Path] = typer.Argument(..., help="policy files"),
+    check_only: bool = typer.Option(False, "--check", help="only report files that are not formatted"),
+) -> None:
+    """Rewrite policies in the canonical layout (comments kept).
+
+    With --check: exit 0 when every file is formatted, 1 otherwise."""
+    from .formatter import format_policy
+    from .loader import read_policy_file
+
+    unformatted = []
+    for path in policies:
+        original = read_policy_file(path).source.text  # reads, decodes and parses, or fails clearly
+        formatted = format_policy(original, str(path))
+        if formatted == original:
+            continue
+        unformatted.append(path)
+        if check_only:
+            typer.echo(f"{path}: not formatted")
+        else:
+            _write_output(formatted, path)
+            typer.echo(f"{path}: formatted")
+    raise _Exit(1 if (check_only and unformatted) else 0)
+
+
+@app.command("test")
+def test_(
+    paths: List[Path] = typer.Argument(..., help="test files (*.test.yaml) or folders holding them"),
+    coverage: bool = typer.Option(True, "--coverage/--no-coverage",
+                                  help="count a rule never expected to pass, fail and be indeterminate as a finding"),
+) -> None:
+    """Run policy tests: fact fixtures and the outcome expected of each rule.
+
+    Exit 0 all pass, 1 a case fails (or a coverage gap), 2 invalid input."""
+    from .testing import find_test_files, run_test_file
+
+    catalogue = _fact_catalogue()
+    files = find_test_files(paths)
+    if not files:
+        _fail(f"{', '.join(map(str, paths))}: no *.test.yaml files")
+    failed = gaps = cases = 0
+    for path in files:
+        result = run_test_file(path, catalogue)
+        for case in result.cases:
+            cases += 1
+            if case.ok:
+                typer.echo(f"ok    {path}:{case.line}  {case.name}")
+            else:
+                failed += 1
+                typer.echo(f"FAIL  {path}:{case.line}  {case.name}")
+                for f in case.failures:
+                    typer.echo(f"        {f}")
+        if coverage:
+            for gap in result.coverage_gaps():
+                gaps += 1
+                typer.echo(f"gap   {path}: {gap}")
+    typer.echo(f"{cases - failed} of {cases} cases pass" + (f"; {gaps} coverage gap{'s' * (gaps != 1)}" if gaps else ""))
+    raise _Exit(1 if failed or gaps else 0)
+
+
+@app.command()
+def render(
+    policy: Path = typer.Argument(..., help="policy file"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the document here"),
+) -> None:
+    """The policy as the criteria document people read (Markdown)."""
+    from .render import render_policy
+
+    _write_output(render_policy(_load_policy(policy), _fact_catalogue()), output)
+
+
+@app.command()
+def diff(
+    sheets: List[Path] = typer.Argument(..., help="fact sheets (.json) or folders holding them"),
+    old: Path = typer.Option(..., "--old", help="the policy version before"),
+    new: Path = typer.Option(..., "--new", help="the policy version after"),
+    set_old: List[str] = typer.Option([], "--set-old", help="override a parameter of the old version"),
+    set_new: List[str] = typer.Option([], "--set-new", help="override a parameter of the new version"),
+    format: str = typer.Option("table", "--format", "-f", help="table, json or markdown"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the diff here"),
+) -> None:
+    """Verdicts that change between two policy versions over many fact sheets, and why."""
+    from .diff import render_diff_markdown, render_diff_table
+    from .diff import diff_verdicts as _diff
+    from .evaluator import prepare_policy
+    from .facts import load_fact_sheet
+
+    if format not in ("table", "json", "markdown"):
+        _fail(f"--format `{format}`: choose one of table, json, markdown")
+    catalogue = _fact_catalogue()
+    before, after = _load_policy(old), _load_policy(new)
+    old_program = prepare_policy(before, _parse_sets(set_old, before))
+    new_program = prepare_policy(after, _parse_sets(set_new, after))
+    files: list[Path] = []
+    for p in sheets:
+        files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
+    result = _diff(old_program, new_program, (load_fact_sheet(f, catalogue) for f in files))
+    if format == "json":
+        _write_output(_dump_json(result), output)
+    elif format == "markdown" or output is not None:
+        _write_output(render_diff_markdown(result), output)
+    else:
+        from rich.console import Console
+
+        render_diff_table(result, Console())
+
+
+@app.command()
+def detect(
+    model: Path = typer.Argument(..., help="model folder"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", help="reference catalogue (or $ORIGINALITY_CATALOG)"),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="manifest, if not in the model folder"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the fact sheet here"),
+) -> None:
+    """Run the detectors on a model folder and write its fact sheet."""
+    from .facts import validate_fact_sheet
+
+    data = _detect(model, _catalog_dir(catalog), manifest, progress=True)
+    validate_fact_sheet(data, f"{model} (detected)", _fact_catalogue())
+    _write_output(_dump_json(data), output)
+
+
+@catalog_app.command("add")
+def catalog_add(
+    path: Path = typer.Argument(..., help="the reference model's folder"),
+    id: str = typer.Option(..., "--id", help="the reference's id in the catalogue"),
+    origin: str = typer.Option(..., "--origin", help="two-letter country code of its origin"),
+    organisation: Optional[str] = typer.Option(None, "--organisation", help="who published it"),
+    license: Optional[str] = typer.Option(None, "--license", help="its weights' licence"),
+    component: List[str] = typer.Option([], "--component", help="NAME=PREFIX: fingerprint only these parts"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", help="catalogue folder (or $ORIGINALITY_CATALOG)"),
+    replace: bool = typer.Option(False, "--replace", help="replace a reference with the same id"),
+) -> None:
+    """Fingerprint a reference model (or some of its components) into the catalogue."""
+    from detectors.catalog import add_reference
+
+    folder = _catalog_dir(catalog)
+    if folder is None:
+        _fail("no catalogue: pass --catalog DIR or set ORIGINALITY_CATALOG")
+    components = {}
+    for pair in component:
+        name, sep, prefix = pair.partition("=")
+        if not sep or not name or not prefix:
+            _fail(f"--component `{pair}`: write it as NAME=PREFIX, e.g. `vision_encoder=visual.`")
+        components[name] = prefix
+    ref = add_reference(path, id=id, origin=origin, organisation=organisation, license=license,
+                        components=components or None, catalog=folder, replace=replace)
+    typer.echo(f"added `{ref.id}` ({ref.origin}) to {folder}")
+
+
+@catalog_app.command("list")
+def catalog_list(
+    catalog: Optional[Path] = typer.Option(None, "--catalog", help="catalogue folder (or $ORIGINALITY_CATALOG)"),
+    format: str = typer.Option("table", "--format", "-f", help="table or json"),
+) -> None:
+    """What the catalogue holds."""
+    from detectors.catalog import list_references
+
+    folder = _catalog_dir(catalog)
+    if folder is None:
+        _fail("no catalogue: pass --catalog DIR or set ORIGINALITY_CATALOG")
+    refs = list_references(folder)
+    if format == "json":
+        typer.echo(_dump_json(refs), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for col in ("id", "origin", "organisation", "license", "components", "fingerprint"):
+        table.add_column(col)
+    for r in refs:
+        table.add_row(r["id"], r["origin"], r.get("organisation") or "", r.get("license") or "",
+                      ", ".join(f"{k}={v}" for k, v in sorted((r.get("components") or {}).items())) or "(all)",
+                      f"{r['bytes'] / 1024:.1f} KiB")
+    Console().print(table)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: run the app; bad input of any kind is one line on stderr, exit 2."""
     try:
@@ -232,8 +411,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     except _Exit as stop:
         code = stop.code
     except PolicyError as err:
-        first = err.diagnostics[0]
-        more = len([d for d in err.diagnostics if d.severity == "error"]) - 1
+        errors = [d for d in err.diagnostics if d.severity == "error"] or err.diagnostics
+        first = errors[0]
+        more = len(errors) - 1
         typer.echo(f"error: {first.one_line()}" + (f" (and {more} more; run `originality lint`)" if more > 0 else ""),
                    err=True)
         code = EXIT_INVALID
@@ -257,7 +437,7 @@ def _report_other(err: Exception) -> int:
     if isinstance(err, click.exceptions.Abort):
         typer.echo("aborted", err=True)
         return EXIT_INVALID
-    if type(err).__name__ == "InputError":  # the detectors' own, raised through the pipeline
+    if _is_detector_input_error(err):
         typer.echo(f"error: {err}", err=True)
         return EXIT_INVALID
     if os.environ.get("ORIGINALITY_DEBUG"):
@@ -265,3 +445,13 @@ def _report_other(err: Exception) -> int:
     typer.echo(f"error: internal error ({type(err).__name__}: {err}); set ORIGINALITY_DEBUG=1 for details",
                err=True)
     return EXIT_INVALID
+
+
+def _is_detector_input_error(err: Exception) -> bool:
+    """The detectors' own errors: a malformed model file, or a broken plug-in."""
+    try:
+        from detectors.base import InputError as ModelInputError
+        from detectors.registry import DetectorError
+    except ImportError:
+        return False
+    return isinstance(err, (ModelInputError, DetectorError))

@@ -187,7 +187,8 @@ def _run_rule(rule: _CompiledRule, sheet: FactSheet) -> RuleResult:
         trace = keep
 
     evidence = _evidence(trace, sheet)
-    unknown = tuple(sorted({_path(t) for t in trace if t[2] is None and not t[4]}))
+    # A detector writes "unknown" where it could not decide (see `decided`).
+    unknown = tuple(sorted({_path(t) for t in trace if (t[2] is None or t[2] == "unknown") and not t[4]}))
     if outcome == FAIL:
         if witnesses:
             message = "; ".join(_render(rule.message, ctx, {q.var: (s[1], s[0])}) for s in witnesses)

@@ -65,7 +65,7 @@ def canonical_json(data: Any) -> bytes:
 _NUMBER = StrictFloat | StrictInt
 
 
-def _annotation(t: Type, name: str) -> Any:
+def _annotation(t: Type, name: str, catalogue: FactCatalogue) -> Any:
     if t.kind == "boolean":
         return StrictBool
     if t.kind == "number":
@@ -73,9 +73,13 @@ def _annotation(t: Type, name: str) -> Any:
     if t.kind == "string":
         return Literal[t.values] if t.values else StrictStr
     if t.kind == "list":
-        return list[_annotation(t.elem, name + "Item")]
+        return list[_annotation(t.elem, name + "Item", catalogue)]
     if t.kind == "record":
-        fields = {key: (Optional[_annotation(sub, _camel(name, key))], None) for key, sub in t.fields.items()}
+        fields = {}
+        for key, sub in t.fields.items():
+            spec = catalogue.spec(sub.path) or catalogue.spec(sub.path + "[]")
+            fields[key] = (Optional[_annotation(sub, _camel(name, key), catalogue)],
+                           Field(default=None, description=spec.doc if spec else None))
         return create_model(name, __config__=ConfigDict(extra="forbid", strict=True), **fields)
     return Any
 
@@ -86,7 +90,7 @@ def _camel(prefix: str, key: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def fact_sheet_model(catalogue: FactCatalogue) -> type[BaseModel]:
-    facts = _annotation(catalogue.root, "Facts")
+    facts = _annotation(catalogue.root, "Facts", catalogue)
     return create_model(
         "FactSheet",
         __config__=ConfigDict(extra="forbid", strict=True, title="originality fact sheet"),

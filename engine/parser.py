@@ -397,6 +397,7 @@ class _Builder(Transformer):
             span=span,
             id_span=self._tok(name),
             level_span=level.value.span if level else None,
+            field_spans=tuple((item.key, item.span) for item in fields),
         )
 
     def _duplicate(self, item, key):
@@ -434,6 +435,7 @@ def _assemble(items: list, source: Source) -> ast.Policy:
     header_spans: dict[str, Span] = {}
     titles, params, rules, removals = [], [], [], []
     diagnostics = []
+    header_items = tuple((i.key, i.span) for i in items if isinstance(i, _HeaderItem))
     for item in items:
         if isinstance(item, _HeaderItem):
             if item.key == "title":
@@ -460,5 +462,6 @@ def _assemble(items: list, source: Source) -> ast.Policy:
         id=header.get("policy"), version=header.get("version"), language=header.get("language"),
         effective=header.get("effective"), extends=header.get("extends"),
         supersedes=header.get("supersedes"), titles=tuple(titles), params=tuple(params),
-        rules=tuple(rules), removals=tuple(removals), header_spans=header_spans, source=source,
+        rules=tuple(rules), removals=tuple(removals), header_spans=header_spans,
+        header_items=header_items, source=source,
     )

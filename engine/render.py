@@ -1,0 +1,174 @@
+"""A policy as the criteria document people read: each rule's demand in words, in Markdown."""
+
+from __future__ import annotations
+
+from . import ast
+from .catalogue import FactCatalogue
+from .checker import FUNCTIONS, CheckedPolicy
+from .formatter import format_expr
+
+__all__ = ["render_policy", "describe_condition"]
+
+_COMPARE_WORDS = {
+    "==": "is", "!=": "is not", "<": "is less than", "<=": "is at most", ">": "is more than",
+    ">=": "is at least",
+}
+
+
+def _code(text: str) -> str:
+    return f"`{text}`"
+
+
+class _Words:
+    """Turns a condition into an English sentence a non-programmer can check."""
+
+    def __init__(self, policy: CheckedPolicy) -> None:
+        self.policy = policy
+
+    def say(self, e: ast.Expr) -> str:
+        return getattr(self, "_" + type(e).__name__)(e)
+
+    def _Literal(self, e: ast.Literal) -> str:
+        if isinstance(e.value, bool):
+            return "true" if e.value else "false"
+        return format_expr(e)
+
+    def _ListLit(self, e: ast.ListLit) -> str:
+        return "[" + ", ".join(self.say(i) for i in e.items) + "]"
+
+    def _Path(self, e: ast.Path) -> str:
+        if not e.fields and e.root in self.policy.params:
+            p = self.policy.params[e.root]
+            return f"{_code(e.root)} ({_value(p.default)})"
+        return _code(e.dotted)
+
+    def _Not(self, e: ast.Not) -> str:
+        inner = e.operand
+        if isinstance(inner, ast.Call) and inner.function == "known":
+            return f"{self.say(inner.args[0])} is unknown"
+        return f"not ({self.say(inner)})"
+
+    def _BoolChain(self, e: ast.BoolChain) -> str:
+        parts = [self._group(o, e) for o in e.operands]
+        return f" {e.op} ".join(parts)
+
+    def _group(self, child: ast.Expr, parent: ast.BoolChain) -> str:
+        text = self.say(child)
+        if isinstance(child, ast.BoolChain) and child.op != parent.op:
+            return f"({text})"
+        return text
+
+    def _Implies(self, e: ast.Implies) -> str:
+        return f"if {self.say(e.left)}, then {self.say(e.right)}"
+
+    def _Compare(self, e: ast.Compare) -> str:
+        return f"{self.say(e.left)} {_COMPARE_WORDS[e.op]} {self.say(e.right)}"
+
+    def _Member(self, e: ast.Member) -> str:
+        coll = e.collection
+        if isinstance(coll, ast.ListLit):
+            where = "one of " + ", ".join(self.say(i) for i in coll.items)
+        else:
+            where = f"in {self.say(coll)}"
+        return f"{self.say(e.item)} is {'not ' if e.negated else ''}{where}"
+
+    def _Arith(self, e: ast.Arith) -> str:
+        return f"{self.say(e.left)} {e.op} {self.say(e.right)}"
+
+    def _Neg(self, e: ast.Neg) -> str:
+        return f"-{self.say(e.operand)}"
+
+    def _Otherwise(self, e: ast.Otherwise) -> str:
+        return f"{self.say(e.value)} (taken as {self.say(e.default)} when unknown)"
+
+    def _Call(self, e: ast.Call) -> str:
+        args = [self.say(a) for a in e.args]
+        if e.function == "known":
+            return f"{args[0]} is known"
+        if e.function == "decided":
+            return f"{args[0]} (a detector's `unknown` left open)"
+        if e.function == "size":
+            return f"the number of items in {args[0]}"
+        return f"{e.function}({', '.join(args)})"
+
+    def _Count(self, e: ast.Count) -> str:
+        where = f" for which {self.say(e.where)}" if e.where is not None else ""
+        return f"the number of items {_code(e.var)} in {self.say(e.source)}{where}"
+
+    def _Quantifier(self, e: ast.Quantifier) -> str:
+        lead = {"any": "for some", "all": "for every", "none": "for no"}[e.kind]
+        where = f" where {self.say(e.where)}" if e.where is not None else ""
+        return f"{lead} {_code(e.var)} in {self.say(e.source)}{where}: {self.say(e.body)}"
+
+
+def _value(v) -> str:
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_value(x) for x in v) + "]" if v else "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() else repr(v)
+    return f'"{v}"' if isinstance(v, str) else str(v)
+
+
+def describe_condition(rule: ast.Rule, policy: CheckedPolicy) -> str:
+    words = _Words(policy).say(rule.condition)
+    if rule.mode == "forbid":
+        return f"Not allowed: {words}."
+    return f"Required: {words}."
+
+
+def _titles(titles: tuple[ast.Title, ...]) -> list[str]:
+    return [t.text for t in sorted(titles, key=lambda t: (t.lang != "ko", t.lang or ""))]
+
+
+def render_policy(policy: CheckedPolicy, catalogue: FactCatalogue) -> str:
+    """The criteria document of a checked policy, in Markdown."""
+    titles = _titles(policy.titles) or [policy.id]
+    lines = [f"# {titles[0]}", ""]
+    lines += [f"*{t}*  " for t in titles[1:]]
+    lines += [
+        "",
+        f"Policy `{policy.id}`, version `{policy.version}`"
+        + (f", effective {policy.effective}" if policy.effective else "")
+        + (f"; extends version `{policy.extends}`" if policy.extends else "")
+        + (f"; supersedes `{policy.supersedes}`" if policy.supersedes else "") + ".",
+        f"Digest `{policy.digest}`.",
+        "",
+        "A model is **not recognised** when a *blocking* criterion fails; it is **undecided** when a "
+        "blocking criterion cannot be decided because a fact is unknown. *Advisory* criteria are "
+        "reported and do not change the verdict.",
+        "",
+        "## Criteria",
+    ]
+    for n, checked in enumerate(policy.rules, 1):
+        rule = checked.rule
+        names = _titles(rule.titles) or [rule.id]
+        lines += ["", f"### {n}. {names[0]}", ""]
+        lines += [f"*{t}*  " for t in names[1:]]
+        if len(names) > 1:
+            lines.append("")
+        lines += [
+            f"- Rule `{rule.id}` · {'**blocking**' if checked.level == 'blocking' else 'advisory'}"
+            + (f" · since version `{rule.origin}`" if rule.origin else ""),
+        ]
+        if rule.cite:
+            lines.append(f"- Source: {rule.cite}")
+        lines += ["", describe_condition(rule, policy)]
+        for note in rule.notes:
+            lines += ["", f"> {note}"]
+    if policy.params:
+        lines += ["", "## Parameters", "", "| parameter | value | meaning |", "|---|---|---|"]
+        for name, p in sorted(policy.params.items()):
+            lines.append(f"| `{name}` | {_value(p.default)} | {(p.doc or '').replace('|', '/')} |")
+    used = sorted({f for r in policy.rules for f in r.facts_used})
+    if used:
+        lines += ["", "## Facts the criteria read", "", "| fact | meaning | detector |", "|---|---|---|"]
+        for path in used:
+            spec = catalogue.spec(path) or catalogue.spec(path + "[]")
+            doc = spec.doc if spec else ""
+            lines.append(f"| `{path}` | {doc.replace('|', '/')} | {spec.detector if spec else ''} |")
+    lines += ["", "## Functions", ""]
+    lines += [f"- `{f.name}`: {f.doc}" for f in sorted(FUNCTIONS.values(), key=lambda f: f.name)
+              if any(f"{f.name}(" in format_expr(r.rule.condition) for r in policy.rules)] or ["(none used)"]
+    return "\n".join(lines) + "\n"
