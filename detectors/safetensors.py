@@ -136,6 +136,8 @@ def strict_json(text: str) -> Any:
     except ValueError as exc:
         # Python's own limits (integer digits and the like).
         text = str(exc)
+        if "integer string conversion" in text:
+            raise ValueError("not valid json: a number has too many digits") from None
         problem = _printable(text[:1].lower() + text[1:], 120)
         raise ValueError(f"not valid json: {problem}") from None
 

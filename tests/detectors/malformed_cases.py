@@ -156,6 +156,7 @@ CASES: list[tuple[str, Build, str, str | None]] = [
     ("header-not-json", _raw(b'{"w": '), "not valid json", HEADER),
     ("header-json-array", _raw(b"[1, 2]"), "not a json object", HEADER),
     ("header-nan", _raw(b'{"w": NaN}'), "not valid json", HEADER),
+    ("header-huge-integer", _raw(b'{"w": ' + b"9" * 5000 + b"}"), "too many digits", HEADER),
     ("header-deep-nesting", _raw(b"[" * 100_000 + b"]" * 100_000), "nests too deeply", HEADER),
     (
         "duplicate-key",
