@@ -256,7 +256,9 @@ mutation = st.tuples(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     mutations=st.lists(mutation, min_size=1, max_size=6),
     cut=st.one_of(st.none(), st.integers(0, len(SEED))),
