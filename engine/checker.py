@@ -271,14 +271,13 @@ class _Checker:
                            "types are " + ", ".join(f"`{t}`" for t in PARAM_TYPES))
                 continue
             value = self.constant(p.default)
-            if value is _NOT_CONSTANT:
-                continue
-            problem = type_problem(value, ptype)
+            problem = None if value is _NOT_CONSTANT else type_problem(value, ptype)
             if problem:
                 self.error("type_mismatch", f"parameter `{name}` is a {p.type.name} but its default {problem}",
                            p.default.span)
-                continue
-            out[name] = CheckedParam(name, ptype, p.type.name, value, p.doc, policy.version)
+            # Known by name and type even when its default is wrong, so its uses raise no cascade.
+            bad = value is _NOT_CONSTANT or problem
+            out[name] = CheckedParam(name, ptype, p.type.name, None if bad else value, p.doc, policy.version)
         return out
 
     def constant(self, expr: ast.Expr) -> Any:

@@ -142,6 +142,7 @@ class _Comments:
     trailing: dict  # anchor key -> comment text
     closing: dict  # rule id -> [comments before its `}`]
     end: list  # comments after everything
+    head: list  # comments before everything
 
 
 def _collect_comments(policy: ast.Policy) -> _Comments:
@@ -162,8 +163,12 @@ def _collect_comments(policy: ast.Policy) -> _Comments:
         for j, (_key, span) in enumerate(rule.field_spans):
             anchors.append((span.start, span.end, ("field", rule.id, j)))
     anchors.sort(key=lambda a: (a[0], a[1]))
-    out = _Comments({}, {}, {}, [])
+    out = _Comments({}, {}, {}, [], [])
+    first = anchors[0][0] if anchors else len(text)
     for offset, comment in comments:
+        if offset < first:  # the file's opening comments stay at its top
+            out.head.append(comment)
+            continue
         line, _ = source.line_col(offset)
         same_line = [a for a in anchors if a[1] <= offset and source.line_col(max(a[1] - 1, a[0]))[0] == line]
         if same_line and text[same_line[-1][1]:offset].strip() == "":
@@ -189,7 +194,9 @@ def format_policy(text: str, name: str = "<policy>") -> str:
     """The canonical text of a policy. Raises PolicyError when it does not parse."""
     policy = parse_policy(text, name)
     c = _collect_comments(policy)
-    out: list[str] = []
+    out: list[str] = list(c.head)
+    if c.head:
+        out.append("")
 
     def emit(key, line: str, indent: str = "") -> None:
         for comment in c.leading.get(key, ()):

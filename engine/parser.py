@@ -10,7 +10,7 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
-from .diagnostics import Diagnostic, PolicyError
+from .diagnostics import Diagnostic, PolicyError, did_you_mean
 from .source import Source, Span
 from .syntax_examples import SYNTAX_EXAMPLES
 
@@ -112,16 +112,17 @@ def _parse_hole(inner: str, source: Source, offset: int) -> ast.Expr:
     try:
         tree = _lark().parse(padded, start="expr")
     except UnexpectedInput as err:
-        raise PolicyError([_syntax_diagnostic(err, source, in_message=True)]) from None
+        raise PolicyError([_syntax_diagnostic(err, source, in_message=True, end=len(padded))]) from None
     return _Builder(source).transform(tree)
 
 
-def _syntax_diagnostic(err: UnexpectedInput, source: Source, in_message: bool = False) -> Diagnostic:
+def _syntax_diagnostic(err: UnexpectedInput, source: Source, in_message: bool = False,
+                       end: int | None = None) -> Diagnostic:
+    """`end`: where the parsed text ends in `source` (a message hole ends before it)."""
+    end_of_input = len(source.text) if end is None else end
     pos = getattr(err, "pos_in_stream", None)
-    if isinstance(err, UnexpectedToken) and err.token.type == "$END":
-        pos = len(source.text)
-    if pos is None:
-        pos = len(source.text)
+    if (isinstance(err, UnexpectedToken) and err.token.type == "$END") or pos is None:
+        pos = end_of_input
     token_text = ""
     if isinstance(err, UnexpectedToken) and err.token.type != "$END":
         token_text = str(err.token)
@@ -137,19 +138,29 @@ def _syntax_diagnostic(err: UnexpectedInput, source: Source, in_message: bool = 
                               span)
         if ch == "\\" or (ch and ord(ch) > 127):
             return Diagnostic("unexpected_character", f"unexpected character `{ch}` outside quotes", span)
+    if token_text == "=" and "COMP_OP" in (getattr(err, "expected", None) or getattr(err, "accepts", None) or ()):
+        return Diagnostic("single_equals", "`=` gives a parameter its default; to compare, write `==`", span)
     label = None
     if not in_message:
         try:
-            label = err.match_examples(_lark().parse, {k: v[1] for k, v in SYNTAX_EXAMPLES.items()},
+            label = err.match_examples(_parse_start, {k: v[1] for k, v in SYNTAX_EXAMPLES.items()},
                                        use_accepts=True)
         except Exception:  # an example that does not fail is a table bug, caught by tests
             label = None
     expected = _expected_words(err)
+    keywords = [n.lower() for n in (getattr(err, "expected", None) or getattr(err, "accepts", None) or ())
+                if n.isalpha() and n.isupper() and n not in _TOKEN_WORDS]
+    if token_text and token_text.isidentifier():
+        expected = did_you_mean(token_text, keywords) or expected
     found = f"`{token_text}`" if token_text else "the end of the file"
     if label:
         message = f"unexpected {found}: {SYNTAX_EXAMPLES[label][0]}"
         return Diagnostic(label, message, span, help=expected)
     return Diagnostic("syntax_error", f"unexpected {found}", span, help=expected)
+
+
+def _parse_start(text: str):
+    return _lark().parse(text, start="start")
 
 
 def _expected_words(err: UnexpectedInput) -> str | None:

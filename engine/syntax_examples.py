@@ -31,7 +31,9 @@ SYNTAX_EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "quantifier_syntax": (
         "a quantifier reads `any x in list: condition` (or `all`, `none`), with an optional `where` filter before the colon",
         ('rule r { require any in components: true }', 'rule r { require any c components: true }',
-         'rule r { require all c in components true }', 'rule r { require none c in components where true true }'),
+         'rule r { require all c in components true }', 'rule r { require none c in components where true true }',
+         'rule r { require any c in components where c.kind == "v" c.x == 1 }',
+         'rule r { require all c in components where c.kind in ["v"] c.x == 1 }'),
     ),
     "count_syntax": (
         "a count reads `count(x in list where condition)`",

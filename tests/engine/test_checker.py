@@ -1,0 +1,261 @@
+"""The checker: every problem in one run, sorted, each with a code and a place."""
+
+from pathlib import Path
+
+import pytest
+
+from engine.diagnostics import PolicyError, render_diagnostic
+from engine.loader import load_policy
+
+from .helpers import HEADER, check_text, diagnostics_of
+
+FIVE_MISTAKES = HEADER + '''
+param limit: number = 0.9
+
+rule frozen_encoder {
+  level blocking
+  cite "criterion 2"
+  forbid any c in components where c.kind == "vision_encodr":
+    c.match.relaton == "identical"
+  message "{c.nam} reuses weights"
+}
+
+rule thresholds {
+  level blockin
+  cite "criterion 1"
+  require tokenizer.vocab_overlap >= "high"
+  message "x"
+}
+'''
+
+
+def test_five_mistakes_five_diagnostics(catalogue):
+    diags = diagnostics_of(FIVE_MISTAKES, catalogue)
+    got = [(d.code, d.span.text) for d in diags]
+    assert got == [
+        ("unused_param", "limit"),
+        ("unknown_value", '"vision_encodr"'),
+        ("unknown_fact", "relaton"),
+        ("unknown_fact", "nam"),
+        ("unknown_level", "blockin"),
+        ("type_mismatch", '"high"'),
+    ]
+    assert [d.severity for d in diags].count("error") == 5
+    helps = {d.code + ":" + d.span.text: d.help for d in diags}
+    assert helps['unknown_value:"vision_encodr"'] == "did you mean `vision_encoder`?"
+    assert helps["unknown_fact:relaton"] == "did you mean `relation`?"
+    assert helps["unknown_level:blockin"] == "did you mean `blocking`?"
+
+
+def test_rendered_diagnostic_has_location_line_and_caret(catalogue):
+    diags = diagnostics_of(FIVE_MISTAKES, catalogue, name="five.policy")
+    text = render_diagnostic(next(d for d in diags if d.code == "unknown_fact"))
+    assert text.splitlines() == [
+        "error[unknown_fact]: unknown fact `components[].match.relaton`",
+        "  --> five.policy:10:13",
+        "   |",
+        '10 |     c.match.relaton == "identical"',
+        "   |             ^^^^^^^",
+        "  = help: did you mean `relation`?",
+    ]
+
+
+RULE = 'rule r {{\n  level blocking\n  cite "c"\n  {cond}\n  message "m"\n}}\n'
+
+
+@pytest.mark.parametrize("cond,code,underlined", [
+    ("require foo == 1", "unknown_name", "foo"),
+    ("require componets == []", "unknown_name", "componets"),
+    ("require tokenizer.vocab == 1", "unknown_fact", "vocab"),
+    ("require tokenizer.present == 1", "type_mismatch", "=="),
+    ('require tokenizer.vocab_overlap > "x"', "type_mismatch", '"x"'),
+    ("require tokenizer.vocab_overlap", "type_mismatch", "tokenizer.vocab_overlap"),
+    ("require not tokenizer.vocab_overlap", "type_mismatch", "tokenizer.vocab_overlap"),
+    ('require components.kind == "x"', "type_mismatch", "kind"),
+    ("require tokenizer.present.x", "type_mismatch", "x"),
+    ('require any c in tokenizer.vocab_size: true', "type_mismatch", "tokenizer.vocab_size"),
+    ('require any c in components: c.kind == "encoder"', "unknown_value", '"encoder"'),
+    ('require any c in components: c.kind in ["vision_encoder", "audio"]', "unknown_value", '"audio"'),
+    ('require any c in components: decided(c.match.relation) == "same"', "unknown_value", '"same"'),
+    ("require frobnicate(1)", "unknown_function", "frobnicate"),
+    ("require known(1, 2)", "wrong_arguments", "known(1, 2)"),
+    ("require lower(1) == \"a\"", "type_mismatch", "1"),
+    ("require any components in components: true", "shadowed_name", "components"),
+    ("require any c in components: any c in components: true", "shadowed_name", "c"),
+    ('require 1 in "abc"', "type_mismatch", '"abc"'),
+    ('require "a" in [1, 2]', "type_mismatch", '"a"'),
+    ('require [1, "a"] == []', "type_mismatch", '"a"'),
+    ("require count(c in components where c.parameters) > 0", "type_mismatch", "c.parameters"),
+    ('require tokenizer.reference otherwise 1 == "x"', "type_mismatch", "1"),
+])
+def test_each_diagnostic_code(catalogue, cond, code, underlined):
+    diags = diagnostics_of(HEADER + RULE.format(cond=cond), catalogue)
+    errors = [d for d in diags if d.severity == "error"]
+    assert [(d.code, d.span.text) for d in errors][:1] == [(code, underlined)]
+
+
+def test_rule_fields_are_required(catalogue):
+    diags = diagnostics_of(HEADER + "rule r { }\n", catalogue)
+    assert sorted(d.message for d in diags if d.code == "missing_field") == [
+        "rule `r` has no `level` (blocking or advisory)",
+        "rule `r` has no `message`",
+        "rule `r` has no `require` or `forbid` condition",
+    ]
+    assert any(d.code == "missing_citation" and d.severity == "warning" for d in diags)
+
+
+def test_header_checks(catalogue):
+    diags = diagnostics_of('version "1"\nlanguage "7"\neffective "2026-13-01"\n', catalogue)
+    codes = [d.code for d in diags]
+    assert codes == ["missing_header", "unsupported_language", "invalid_date"]
+
+
+def test_params(catalogue):
+    text = HEADER + '''
+param a: number = "x"
+param b: colour = 1
+param c: number = 1
+param c: number = 2
+param tokenizer: number = 1
+param d: list[string] = ["KR", 1]
+param e: number = x + 1
+'''
+    codes = sorted((d.code, d.span.text) for d in diagnostics_of(text, catalogue) if d.severity == "error")
+    assert codes == sorted([
+        ("type_mismatch", '"x"'), ("unknown_type", "colour"), ("duplicate_param", "c"),
+        ("shadowed_name", "tokenizer"), ("type_mismatch", '["KR", 1]'), ("not_constant", "x + 1"),
+    ])
+
+
+def test_messages_may_name_the_outer_variable_only(catalogue):
+    ok = HEADER + RULE.format(cond="forbid any c in components: true").replace('"m"', '"{c.name}"')
+    assert diagnostics_of(ok, catalogue) == []
+    bad = HEADER + RULE.format(cond="forbid tokenizer.present").replace('"m"', '"{c.name}"')
+    assert [d.code for d in diagnostics_of(bad, catalogue)] == ["unknown_name"]
+
+
+def test_cascades_are_suppressed(catalogue):
+    text = HEADER + RULE.format(cond="require foo == 1 and foo.bar == 2 and foo > 3")
+    assert [d.code for d in diagnostics_of(text, catalogue)] == ["unknown_name"]
+
+
+def test_clean_policy_is_checked(catalogue):
+    checked = check_text(HEADER + 'param t: number = 0.5 "x"\n' + RULE.format(
+        cond="require tokenizer.vocab_overlap otherwise 0 < t"), catalogue)
+    rule = checked.rules[0]
+    assert rule.params_used == ("t",)
+    assert rule.facts_used == ("tokenizer.vocab_overlap",)
+    assert checked.warnings == ()
+
+
+# -- extends ------------------------------------------------------------------------
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+BASE = '''policy "p"
+version "1.0"
+param t: number = 0.5
+param u: number = 1
+rule a {
+  level blocking
+  cite "c"
+  require tokenizer.vocab_overlap < t
+  message "a"
+}
+rule b {
+  level advisory
+  cite "c"
+  require tokenizer.present == true
+  message "b"
+}
+rule gone {
+  level advisory
+  cite "c"
+  require tokenizer.vocab_size > u
+  message "g"
+}
+'''
+
+
+def test_extends_overrides_removes_and_appends(tmp_path, catalogue):
+    write(tmp_path, "1.0.policy", BASE)
+    child = write(tmp_path, "2.0.policy", '''policy "p"
+version "2.0"
+extends "1.0"
+param t: number = 0.9
+remove rule gone
+remove param u
+rule b {
+  level blocking
+  cite "c"
+  require tokenizer.present == false
+  message "b2"
+}
+rule c {
+  level advisory
+  cite "c"
+  require known(config.architecture)
+  message "c"
+}
+''')
+    checked = load_policy(child, catalogue)
+    assert [(r.id, r.level, r.rule.origin) for r in checked.rules] == [
+        ("a", "blocking", "1.0"), ("b", "blocking", "2.0"), ("c", "advisory", "2.0")]
+    assert checked.params["t"].default == 0.9
+    assert "u" not in checked.params
+    assert checked.extends == "1.0"
+    # The digest covers the whole chain: changing the parent changes the child's digest.
+    before = checked.digest
+    write(tmp_path, "1.0.policy", BASE.replace("0.5", "0.6"))
+    assert load_policy(child, catalogue).digest != before
+
+
+def test_extends_errors(tmp_path, catalogue):
+    write(tmp_path, "1.0.policy", BASE)
+    missing = write(tmp_path, "2.0.policy", 'policy "p"\nversion "2.0"\nextends "1.1"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(missing, catalogue)
+    (d,) = [d for d in info.value.diagnostics if d.severity == "error"]
+    assert (d.code, d.span.text, d.help) == ("missing_extends", '"1.1"', "did you mean `1.0`?")
+
+    write(tmp_path, "a.policy", 'policy "p"\nversion "a"\nextends "b"\n')
+    cyclic = write(tmp_path, "b.policy", 'policy "p"\nversion "b"\nextends "a"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(cyclic, catalogue)
+    assert [d.code for d in info.value.diagnostics] == ["cyclic_extends"]
+
+    other = write(tmp_path, "3.0.policy", 'policy "q"\nversion "3.0"\nextends "1.0"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(other, catalogue)
+    assert [d.code for d in info.value.diagnostics] == ["extends_other_policy"]
+
+    bad_removal = write(tmp_path, "4.0.policy", 'policy "p"\nversion "4.0"\nextends "1.0"\nremove rule aa\n'
+                        'remove param t\nparam t: string = "x"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(bad_removal, catalogue)
+    got = sorted((d.code, d.help) for d in info.value.diagnostics if d.severity == "error")
+    assert got == [("remove_own_param", None), ("type_mismatch", None), ("unknown_rule", "did you mean `a`?")]
+
+
+def test_a_revision_cannot_change_a_parameter_type(tmp_path, catalogue):
+    write(tmp_path, "1.0.policy", BASE)
+    child = write(tmp_path, "2.0.policy", 'policy "p"\nversion "2.0"\nextends "1.0"\nparam t: string = "x"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(child, catalogue)
+    (d,) = info.value.diagnostics
+    assert d.code == "type_mismatch" and d.span.text == "string"
+
+
+def test_diagnostics_are_sorted_by_place_across_files(tmp_path, catalogue):
+    write(tmp_path, "1.0.policy", BASE.replace("tokenizer.present", "tokenizer.presnt"))
+    child = write(tmp_path, "2.0.policy", 'policy "p"\nversion "2.0"\nextends "1.0"\nparam zz: number = 1\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(child, catalogue)
+    places = [d.location for d in info.value.diagnostics]
+    assert places == sorted(places, key=lambda p: (p.split(":")[0], int(p.split(":")[1]), int(p.split(":")[2])))
+    assert {d.code for d in info.value.diagnostics} == {"unknown_fact", "unused_param"}

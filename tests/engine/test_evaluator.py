@@ -1,0 +1,201 @@
+"""Three-valued evaluation: outcomes, verdicts, witnesses and evidence."""
+
+import itertools
+
+import pytest
+
+from engine.evaluator import FAIL, INDETERMINATE, PASS, combine_verdict, evaluate_policy, prepare_policy
+
+from .helpers import HEADER, check_text, sheet
+
+T, F, U = True, False, None
+
+
+def rule(cond: str, message: str = "m", level: str = "blocking", rid: str = "r") -> str:
+    return f'rule {rid} {{\n  level {level}\n  cite "c"\n  {cond}\n  message "{message}"\n}}\n'
+
+
+def outcome_of(cond: str, facts: dict, catalogue, params: str = "", **overrides):
+    policy = check_text(HEADER + params + rule(cond), catalogue)
+    ev = evaluate_policy(policy, sheet(facts, catalogue), overrides)
+    return ev.rules[0]
+
+
+def bool_fact(v):
+    """`trail.present` holding a truth value, or absent (unknown)."""
+    return {} if v is None else {"present": v}
+
+
+KLEENE_AND = {(a, b): (F if F in (a, b) else (U if U in (a, b) else T)) for a, b in itertools.product((T, F, U), repeat=2)}
+KLEENE_OR = {(a, b): (T if T in (a, b) else (U if U in (a, b) else F)) for a, b in itertools.product((T, F, U), repeat=2)}
+EXPECT = {T: PASS, F: FAIL, U: INDETERMINATE}
+
+
+@pytest.mark.parametrize("a,b", list(itertools.product((T, F, U), repeat=2)))
+def test_kleene_and_or_implies(catalogue, a, b):
+    facts = {"trail": bool_fact(a), "config": {} if b is None else {"identical": b}}
+    assert outcome_of("require trail.present == true and config.identical == true", facts, catalogue).outcome \
+        == EXPECT[KLEENE_AND[a, b]]
+    assert outcome_of("require trail.present == true or config.identical == true", facts, catalogue).outcome \
+        == EXPECT[KLEENE_OR[a, b]]
+    implies = KLEENE_OR[(None if a is None else not a), b]
+    assert outcome_of("require trail.present == true implies config.identical == true", facts, catalogue).outcome \
+        == EXPECT[implies]
+
+
+@pytest.mark.parametrize("a", (T, F, U))
+def test_not_forbid_known_otherwise(catalogue, a):
+    facts = {"trail": bool_fact(a)}
+    neg = None if a is None else not a
+    assert outcome_of("require not trail.present", facts, catalogue).outcome == EXPECT[neg]
+    assert outcome_of("forbid trail.present", facts, catalogue).outcome == EXPECT[neg]
+    assert outcome_of("require known(trail.present)", facts, catalogue).outcome == EXPECT[a is not None]
+    assert outcome_of("require trail.present otherwise true", facts, catalogue).outcome == EXPECT[a is not False]
+
+
+def comps(*relations):
+    return {"components": [{"name": f"c{i}", "kind": "language_model" if i == 0 else "vision_encoder",
+                            "match": {} if r is None else {"relation": r, "reference": "ref", "method": "digest"}}
+                           for i, r in enumerate(relations)]}
+
+
+@pytest.mark.parametrize("relations,any_,all_,none_", [
+    ((), F, T, T),
+    (("identical",), T, T, F),
+    (("independent",), F, F, T),
+    (("identical", None), T, U, F),
+    (("independent", None), U, F, U),
+    (("identical", "independent"), T, F, F),
+    ((None, None), U, U, U),
+])
+def test_quantifiers(catalogue, relations, any_, all_, none_):
+    facts = comps(*relations)
+    for kind, want in (("any", any_), ("all", all_), ("none", none_)):
+        cond = f'require {kind} c in components: c.match.relation == "identical"'
+        assert outcome_of(cond, facts, catalogue).outcome == EXPECT[want], kind
+        # an inner quantifier (short-circuiting) agrees with the outer one
+        inner = f'require true and ({kind} c in components: c.match.relation == "identical")'
+        assert outcome_of(inner, facts, catalogue).outcome == EXPECT[want], kind
+
+
+def test_where_filter_is_three_valued(catalogue):
+    facts = comps("identical", "identical")
+    del facts["components"][1]["kind"]
+    cond = 'forbid any c in components where c.kind == "vision_encoder": c.match.relation == "identical"'
+    r = outcome_of(cond, facts, catalogue)
+    assert r.outcome == INDETERMINATE and r.unknown == ("components[1].kind",)
+    cond_all = 'require all c in components where c.kind == "vision_encoder": c.match.relation == "independent"'
+    assert outcome_of(cond_all, facts, catalogue).outcome == INDETERMINATE
+    facts["components"][1]["match"]["relation"] = "independent"
+    assert outcome_of(cond_all, facts, catalogue).outcome == PASS  # unknown filter, but the body holds
+
+
+def test_witnesses_messages_and_evidence(catalogue):
+    facts = comps("identical", "independent", "identical")
+    cond = 'forbid any c in components: c.match.relation == "identical"'
+    policy = check_text(HEADER + rule(cond, message="{c.name} reuses {c.match.reference}"), catalogue)
+    res = evaluate_policy(policy, sheet(facts, catalogue)).rules[0]
+    assert res.outcome == FAIL
+    assert res.witnesses == ("components[0]", "components[2]")
+    assert res.message == "c0 reuses ref; c2 reuses ref"
+    assert [(e.path, e.value, e.detector, e.method) for e in res.evidence] == [
+        ("components[0].match.relation", "identical", "weights@1", "digest"),
+        ("components[2].match.relation", "identical", "weights@1", "digest"),
+    ]
+
+
+def test_passing_rule_shows_every_fact_read(catalogue):
+    facts = comps("independent", "independent")
+    res = outcome_of('forbid any c in components: c.match.relation == "identical"', facts, catalogue)
+    assert res.outcome == PASS and res.message == "" and res.witnesses == ()
+    assert [e.path for e in res.evidence] == ["components[0].match.relation", "components[1].match.relation"]
+
+
+def test_indeterminate_names_the_unknown_facts(catalogue):
+    facts = comps("independent", None)
+    res = outcome_of('require all c in components: c.match.relation == "independent"', facts, catalogue)
+    assert res.outcome == INDETERMINATE
+    assert res.unknown == ("components[1].match.relation",)
+    assert res.message == "cannot decide: `components[1].match.relation` unknown"
+    assert res.witnesses == ("components[1]",)
+
+
+def test_decided_turns_a_detectors_unknown_into_unknown(catalogue):
+    facts = comps("unknown")
+    plain = outcome_of('require all c in components: c.match.relation == "independent"', facts, catalogue)
+    assert plain.outcome == FAIL
+    decided = outcome_of('require all c in components: decided(c.match.relation) == "independent"', facts, catalogue)
+    assert decided.outcome == INDETERMINATE and decided.unknown == ("components[0].match.relation",)
+
+
+def test_guarded_reads_are_not_reported_unknown(catalogue):
+    res = outcome_of("require (tokenizer.vocab_overlap otherwise 0) < 0.5 and trail.present", {}, catalogue)
+    assert res.outcome == INDETERMINATE and res.unknown == ("trail.present",)
+
+
+def test_nested_quantifier_paths(catalogue):
+    facts = {"components": [{"name": "lm", "match": {"layers": [{"name": "l0", "p_value": 0.5},
+                                                                 {"name": "l1", "p_value": 1e-9}]}}]}
+    res = outcome_of("forbid any c in components: any l in c.match.layers: l.p_value < 1e-6", facts, catalogue)
+    assert res.outcome == FAIL
+    assert [e.path for e in res.evidence] == ["components[0].match.layers[0].p_value",
+                                             "components[0].match.layers[1].p_value"]
+
+
+def test_arithmetic_count_and_functions(catalogue):
+    facts = {"components": [{"name": "a", "parameters": 30, "kind": "vision_encoder"},
+                            {"name": "b", "parameters": 70, "kind": "language_model"}],
+             "model": {"parameters": 100}}
+    ok = [
+        'require count(c in components where c.kind == "vision_encoder") == 1',
+        "require size(components) == 2",
+        "require count(c in components) == 2",
+        "require any c in components: c.parameters / model.parameters > 0.5",
+        "require -model.parameters + 2 * 50 == 0",
+        'require upper("ab") == "AB" and lower("AB") == "ab" and starts_with("abc", "ab")',
+        'require contains("abc", "bc") and "b" in "abc" and min(3, 1, 2) == 1 and max(1, 4) == 4 and abs(-2) == 2',
+    ]
+    for cond in ok:
+        assert outcome_of(cond, facts, catalogue).outcome == PASS, cond
+    assert outcome_of("require model.parameters / 0 > 1", facts, catalogue).outcome == INDETERMINATE
+
+
+def test_unknown_count_when_a_filter_is_unknown(catalogue):
+    facts = {"components": [{"name": "a"}, {"name": "b", "kind": "head"}]}
+    res = outcome_of('require count(c in components where c.kind == "head") == 1', facts, catalogue)
+    assert res.outcome == INDETERMINATE
+
+
+def test_parameters_and_overrides(catalogue):
+    params = 'param limit: number = 0.9\n'
+    facts = {"tokenizer": {"vocab_overlap": 0.95}}
+    assert outcome_of("forbid tokenizer.vocab_overlap >= limit", facts, catalogue, params).outcome == FAIL
+    res = outcome_of("forbid tokenizer.vocab_overlap >= limit", facts, catalogue, params, limit=0.99)
+    assert res.outcome == PASS and res.params == (("limit", 0.99),)
+    with pytest.raises(KeyError):
+        prepare_policy(check_text(HEADER + params + rule("forbid tokenizer.vocab_overlap >= limit"), catalogue),
+                       {"limt": 1.0})
+
+
+def test_verdict_combination():
+    assert combine_verdict([("blocking", PASS), ("advisory", FAIL)]) == PASS
+    assert combine_verdict([("blocking", INDETERMINATE), ("advisory", FAIL)]) == INDETERMINATE
+    assert combine_verdict([("blocking", INDETERMINATE), ("blocking", FAIL)]) == FAIL
+    assert combine_verdict([("advisory", INDETERMINATE)]) == PASS
+    assert combine_verdict([]) == PASS
+
+
+def test_message_language(catalogue):
+    text = HEADER + 'rule r {\n level blocking\n cite "c"\n forbid true\n message en "english"\n message ko "한국어"\n}\n'
+    policy = check_text(text, catalogue)
+    s = sheet({}, catalogue)
+    assert evaluate_policy(policy, s).rules[0].message == "english"
+    assert evaluate_policy(policy, s, lang="ko").rules[0].message == "한국어"
+
+
+def test_message_values_are_formatted(catalogue):
+    facts = {"tokenizer": {"vocab_overlap": 0.123456, "vocab_size": 64000, "present": True}, "model": {}}
+    text = HEADER + rule("forbid true", message="{tokenizer.vocab_overlap} {tokenizer.vocab_size} "
+                         "{tokenizer.present} {tokenizer.reference} {model.weight_files}")
+    res = evaluate_policy(check_text(text, catalogue), sheet(facts, catalogue)).rules[0]
+    assert res.message == "0.1235 64000 true unknown unknown"
