@@ -31,15 +31,42 @@ class Evidence(NamedTuple):
     method: str | None
 
 
-class RuleResult(NamedTuple):
-    id: str
-    level: str
-    outcome: str
-    message: str
-    evidence: tuple[Evidence, ...]
-    unknown: tuple[str, ...]  # facts whose absence left the rule open
-    witnesses: tuple[str, ...]  # list items that decided the rule, e.g. components[1]
-    params: tuple[tuple[str, Any], ...]  # parameters the rule used, with their values
+class RuleResult:
+    """One rule's outcome and why. Evidence and unknown facts are read off the trace of
+    fact reads when first asked for, so a caller who needs only outcomes pays nothing."""
+
+    __slots__ = ("id", "level", "outcome", "message", "witnesses", "params", "_trace", "_owners",
+                 "_evidence", "_unknown")
+
+    def __init__(self, id: str, level: str, outcome: str, message: str, witnesses: tuple[str, ...],
+                 params: tuple[tuple[str, Any], ...], trace: list, owners: Mapping[str, str | None]) -> None:
+        self.id = id
+        self.level = level
+        self.outcome = outcome
+        self.message = message
+        self.witnesses = witnesses  # list items that decided the rule, e.g. components[1]
+        self.params = params  # parameters the rule used, with their values
+        self._trace = trace
+        self._owners = owners
+        self._evidence = None
+        self._unknown = None
+
+    @property
+    def evidence(self) -> tuple[Evidence, ...]:
+        """Each fact the rule read (of the items that decided it), sorted by path."""
+        if self._evidence is None:
+            self._evidence = _evidence(self._trace, self._owners)
+        return self._evidence
+
+    @property
+    def unknown(self) -> tuple[str, ...]:
+        """Facts whose absence (or a detector's `unknown`) left the rule open."""
+        if self._unknown is None:
+            self._unknown = _unknown(self._trace)
+        return self._unknown
+
+    def __repr__(self) -> str:
+        return f"RuleResult({self.id!r}, {self.outcome!r}, {self.message!r})"
 
 
 class Evaluation(NamedTuple):
@@ -125,8 +152,17 @@ class Program:
         self._rules = tuple(_compile_rule(r, self.params, lang) for r in policy.rules)
 
     def evaluate(self, sheet: FactSheet) -> Evaluation:
-        results = tuple(_run_rule(rule, sheet) for rule in self._rules)
-        verdict = combine_verdict([(r.level, r.outcome) for r in results])
+        ctx = _Ctx(sheet.facts)
+        owners = sheet.owner_labels
+        results = tuple([_run_rule(rule, ctx, owners) for rule in self._rules])
+        verdict = PASS
+        for r in results:
+            if r.level == "blocking":
+                if r.outcome == FAIL:
+                    verdict = FAIL
+                    break
+                if r.outcome == INDETERMINATE:
+                    verdict = INDETERMINATE
         return Evaluation(verdict, results, sheet, self.policy, self.params)
 
 
@@ -150,32 +186,32 @@ def evaluate_policy(policy: CheckedPolicy, sheet: FactSheet, overrides: Mapping[
 # -- running one rule ------------------------------------------------------------------
 
 
-def _run_rule(rule: _CompiledRule, sheet: FactSheet) -> RuleResult:
-    ctx = _Ctx(sheet.facts)
+def _run_rule(rule: _CompiledRule, ctx: _Ctx, owners: Mapping[str, str | None]) -> RuleResult:
+    trace = ctx.trace = []
     env: dict = {}
     q = rule.quantifier
-    slices: list[tuple] = []  # (prefix, item, value, trace start, trace end)
     if q is None:
         value = rule.condition(ctx, env)
+        slices = None
     else:
+        slices = []  # (prefix, item, value, trace start, trace end) per item
         value = _run_top_quantifier(q, ctx, env, slices)
     if value is None:
         outcome = INDETERMINATE
     elif value is rule.forbid:
         outcome = FAIL
     else:
-        outcome = PASS
+        return RuleResult(rule.id, rule.level, PASS, "", (), rule.params, trace, owners)
 
     # Which items decided the rule: those whose own value points the same way.
     witnesses: list[tuple] = []
     if slices:
         if outcome == INDETERMINATE:
             witnesses = [s for s in slices if s[2] is None]
-        elif outcome == FAIL:
-            bad = True if q.kind in ("any", "none") else False
+        else:
+            bad = q.kind != "all"
             witnesses = [s for s in slices if s[2] is bad]
-    trace = ctx.trace
-    if witnesses and outcome != PASS:
+    if witnesses:
         keep: list[tuple] = []
         covered = 0
         for s in slices:  # reads outside any item (whole-sheet facts) always count
@@ -185,22 +221,17 @@ def _run_rule(rule: _CompiledRule, sheet: FactSheet) -> RuleResult:
         for s in witnesses:
             keep.extend(trace[s[3]:s[4]])
         trace = keep
-
-    evidence = _evidence(trace, sheet)
-    # A detector writes "unknown" where it could not decide (see `decided`).
-    unknown = tuple(sorted({_path(t) for t in trace if (t[2] is None or t[2] == "unknown") and not t[4]}))
     if outcome == FAIL:
         if witnesses:
             message = "; ".join(_render(rule.message, ctx, {q.var: (s[1], s[0])}) for s in witnesses)
         else:
             message = _render(rule.message, ctx, env)
-    elif outcome == INDETERMINATE:
+    else:
+        unknown = _unknown(trace)
         message = ("cannot decide: " + ", ".join(f"`{u}`" for u in unknown) + " unknown") if unknown \
             else "cannot decide: a fact it needs is unknown"
-    else:
-        message = ""
-    return RuleResult(rule.id, rule.level, outcome, message, evidence, unknown,
-                      tuple(s[0] for s in witnesses), rule.params)
+    return RuleResult(rule.id, rule.level, outcome, message, tuple(_prefix(s[0]) for s in witnesses),
+                      rule.params, trace, owners)
 
 
 def _run_top_quantifier(q: _TopQuantifier, ctx: _Ctx, env: dict, slices: list) -> Any:
@@ -211,22 +242,49 @@ def _run_top_quantifier(q: _TopQuantifier, ctx: _Ctx, env: dict, slices: list) -
     unknown = False
     hit = False
     kind = q.kind
+    where, body, var, source_path = q.where, q.body, q.var, q.source_path
+    settle = kind != "all"
     for i, item in enumerate(items):
-        prefix = f"{q.source_path}[{i}]"
-        env[q.var] = (item, prefix)
+        prefix = (source_path, i)  # made a string only if it is shown
+        env[var] = (item, prefix)
         start = len(trace)
-        value = _item_value(kind, q.where, q.body, ctx, env)
+        value = body(ctx, env) if where is None else _item_value(kind, where, body, ctx, env)
         slices.append((prefix, item, value, start, len(trace)))
         if value is None:
             unknown = True
-        elif value is (kind != "all"):
+        elif value is settle:
             hit = True
-    env.pop(q.var, None)
-    if kind == "any":
-        return True if hit else (None if unknown else False)
-    if kind == "none":
-        return False if hit else (None if unknown else True)
-    return False if hit else (None if unknown else True)
+    env.pop(var, None)
+    if hit:
+        return kind == "any"
+    if unknown:
+        return None
+    return kind != "any"
+
+
+def _base(source_path: str, env: dict) -> str:
+    """The sheet path of a list a quantifier goes through: `c.match.layers` with `c` the
+    second component is `components[1].match.layers`."""
+    root, dot, rest = source_path.partition(".")
+    if root in env:
+        return _prefix(env[root][1]) + dot + rest
+    return source_path
+
+
+def _prefix(prefix: Any) -> str:
+    """An item's path in the sheet: kept as (list path, index) until it is shown."""
+    if prefix.__class__ is tuple:
+        return f"{prefix[0]}[{prefix[1]}]"
+    return prefix
+
+
+def _filtered_value(kind: str, f: Any, b: Any) -> Any:
+    """`F and B` (any/none) or `F implies B` (all) for a filter F that is not false."""
+    if f is True:
+        return b
+    if kind == "all":
+        return True if b is True else None
+    return False if b is False else None
 
 
 def _item_value(kind: str, where: Fn | None, body: Fn, ctx: _Ctx, env: dict) -> Any:
@@ -246,30 +304,52 @@ def _item_value(kind: str, where: Fn | None, body: Fn, ctx: _Ctx, env: dict) -> 
 
 
 def _path(entry: tuple) -> str:
-    prefix, suffix = entry[0], entry[1]
-    if not suffix:
-        return prefix
-    return f"{prefix}.{suffix}" if prefix else suffix
+    return _path_of(entry[0], entry[1])
 
 
-def _evidence(trace: list[tuple], sheet: FactSheet) -> tuple[Evidence, ...]:
-    seen: dict[str, Evidence] = {}
-    owners: dict[str, str | None] = {}
-    for entry in trace:
-        path = _path(entry)
-        if path in seen:
-            continue
-        value = entry[2]
-        if isinstance(value, (dict, list)):
+# (item prefix, suffix) -> "components[1].match.relation": the same few paths recur in
+# every sheet, so each is built once.
+_PATHS: dict[tuple, str] = {}
+
+
+def _path_of(prefix: Any, suffix: str) -> str:
+    key = (prefix, suffix)
+    path = _PATHS.get(key)
+    if path is None:
+        head = f"{prefix[0]}[{prefix[1]}]" if prefix.__class__ is tuple else prefix
+        path = (f"{head}.{suffix}" if head else suffix) if suffix else head
+        if len(_PATHS) > 100_000:
+            _PATHS.clear()
+        _PATHS[key] = path
+    return path
+
+
+def _unknown(trace: list[tuple]) -> tuple[str, ...]:
+    # A detector writes "unknown" where it could not decide (see `decided`).
+    return tuple(sorted({_path(t) for t in trace if (t[2] is None or t[2] == "unknown") and not t[4]}))
+
+
+_SHOWN_THROUGH_ITEMS = (dict, list)
+_new_evidence = tuple.__new__
+
+
+def _evidence(trace: list[tuple], owners: Mapping[str, str | None]) -> tuple[Evidence, ...]:
+    seen: dict[tuple, tuple] = {}
+    for prefix, suffix, value, parent, _guarded, top in trace:
+        if value.__class__ in _SHOWN_THROUGH_ITEMS:
             continue  # groups and lists are shown through their items
-        top = path.split(".", 1)[0].split("[", 1)[0]
-        if top not in owners:
-            det = sheet.owner(top)
-            owners[top] = f"{det['name']}@{det['version']}" if det else None
-        parent = entry[3]
-        method = parent.get("method") if isinstance(parent, dict) else None
-        seen[path] = Evidence(path, value, owners[top], method if isinstance(method, str) else None)
-    return tuple(seen[k] for k in sorted(seen))
+        key = (prefix, suffix)
+        if key in seen:
+            continue
+        method = parent.get("method") if parent.__class__ is dict else None
+        seen[key] = (value, owners.get(top), method if method.__class__ is str else None)
+    out = [_new_evidence(Evidence, (_path_of(*key), v, d, m)) for key, (v, d, m) in seen.items()]
+    out.sort(key=_first)
+    return tuple(out)
+
+
+def _first(item: tuple) -> Any:
+    return item[0]
 
 
 def _render(parts: tuple, ctx: _Ctx, env: dict) -> str:
@@ -292,7 +372,7 @@ def _compile_rule(checked: CheckedRule, params: dict[str, Any], lang: str | None
     cond = rule.condition
     if isinstance(cond, ast.Quantifier):
         source = comp.expr(cond.source)
-        comp.vars.append(cond.var)  # stays bound for the message, shown once per witness
+        comp.bind(cond.var, cond.source)  # stays bound for the message, shown once per witness
         top = _TopQuantifier(cond.kind, cond.var, source, _static_path(cond.source),
                              comp.expr(cond.where) if cond.where is not None else None, comp.expr(cond.body))
         condition = None
@@ -322,11 +402,33 @@ def _static_path(expr: ast.Expr) -> str:
 class _Compiler:
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
-        self.vars: list[str] = []
+        self.vars: dict[str, str] = {}  # bound variable -> the fact sheet key its list is under
         self.guarded = 0  # > 0 inside known(...) or the left of `otherwise`
+
+    def bind(self, var: str, source: ast.Expr) -> None:
+        root = source.root if isinstance(source, ast.Path) else ""
+        self.vars[var] = self.vars.get(root, root)
+
+    def unbind(self, var: str) -> None:
+        self.vars.pop(var, None)
 
     def expr(self, e: ast.Expr) -> Fn:
         return getattr(self, "_" + type(e).__name__)(e)
+
+    _NO = object()
+
+    def constant(self, e: ast.Expr) -> Any:
+        """The value of an expression fixed at compile time (literals and parameters),
+        else `_NO`."""
+        if isinstance(e, ast.Literal):
+            return e.value
+        if isinstance(e, ast.Path) and not e.fields and e.root in self.params and e.root not in self.vars:
+            v = self.params[e.root]
+            return tuple(v) if isinstance(v, list) else v
+        if isinstance(e, ast.ListLit):
+            items = tuple(self.constant(i) for i in e.items)
+            return self._NO if self._NO in items else items
+        return self._NO
 
     def _Literal(self, e: ast.Literal) -> Fn:
         v = e.value
@@ -344,6 +446,7 @@ class _Compiler:
         guarded = self.guarded > 0
         if e.root in self.vars:
             root = e.root
+            top = self.vars[root]
             suffix = ".".join(fields)
             if not fields:
                 return lambda ctx, env: env[root][0]
@@ -353,7 +456,7 @@ class _Compiler:
                 def read1(ctx, env):
                     item, prefix = env[root]
                     v = item.get(f1) if item.__class__ is dict else None
-                    ctx.trace.append((prefix, suffix, v, item, guarded))
+                    ctx.trace.append((prefix, suffix, v, item, guarded, top))
                     return v
                 return read1
             if len(fields) == 2:
@@ -363,7 +466,7 @@ class _Compiler:
                     item, prefix = env[root]
                     p = item.get(f1) if item.__class__ is dict else None
                     v = p.get(f2) if p.__class__ is dict else None
-                    ctx.trace.append((prefix, suffix, v, p, guarded))
+                    ctx.trace.append((prefix, suffix, v, p, guarded, top))
                     return v
                 return read2
 
@@ -376,7 +479,7 @@ class _Compiler:
                     v = v.get(f) if v.__class__ is dict else None
                     if v is None:
                         break
-                ctx.trace.append((prefix, suffix, v, parent, guarded))
+                ctx.trace.append((prefix, suffix, v, parent, guarded, top))
                 return v
             return readn
         if e.root in self.params:
@@ -387,6 +490,26 @@ class _Compiler:
             return lambda ctx, env: value
         keys = (e.root, *fields)
         path = ".".join(keys)
+        top = e.root
+        if len(keys) == 2:
+            k1, k2 = keys
+
+            def read_fact2(ctx, env):
+                p = ctx.facts.get(k1)
+                v = p.get(k2) if p.__class__ is dict else None
+                ctx.trace.append(("", path, v, p, guarded, top))
+                return v
+            return read_fact2
+        if len(keys) == 3:
+            k1, k2, k3 = keys
+
+            def read_fact3(ctx, env):
+                g = ctx.facts.get(k1)
+                p = g.get(k2) if g.__class__ is dict else None
+                v = p.get(k3) if p.__class__ is dict else None
+                ctx.trace.append(("", path, v, p, guarded, top))
+                return v
+            return read_fact3
 
         def read_fact(ctx, env):
             parent = None
@@ -396,7 +519,7 @@ class _Compiler:
                 v = v.get(k) if v.__class__ is dict else None
                 if v is None:
                     break
-            ctx.trace.append(("", path, v, parent, guarded))
+            ctx.trace.append(("", path, v, parent, guarded, top))
             return v
         return read_fact
 
@@ -449,15 +572,21 @@ class _Compiler:
         return implies
 
     def _Compare(self, e: ast.Compare) -> Fn:
-        left, right = self.expr(e.left), self.expr(e.right)
         op = _COMPARE[e.op]
-        if isinstance(e.right, ast.Literal):  # the common `fact == "value"`
-            c = e.right.value
+        c = self.constant(e.right)
+        if c is not self._NO:  # the common `fact == "value"`, `fact >= limit`
+            left = self.expr(e.left)
+            if e.op == "==":
+                def equals_const(ctx, env):
+                    a = left(ctx, env)
+                    return None if a is None else a == c
+                return equals_const
 
             def compare_const(ctx, env):
                 a = left(ctx, env)
                 return None if a is None else op(a, c)
             return compare_const
+        left, right = self.expr(e.left), self.expr(e.right)
 
         def compare(ctx, env):
             a = left(ctx, env)
@@ -470,8 +599,9 @@ class _Compiler:
     def _Member(self, e: ast.Member) -> Fn:
         item = self.expr(e.item)
         neg = e.negated
-        if isinstance(e.collection, ast.ListLit) and all(isinstance(i, ast.Literal) for i in e.collection.items):
-            const = frozenset(i.value for i in e.collection.items)
+        const = self.constant(e.collection)
+        if const is not self._NO:
+            const = frozenset(const) if isinstance(const, tuple) else const
 
             def member_const(ctx, env):
                 v = item(ctx, env)
@@ -534,6 +664,13 @@ class _Compiler:
             return lambda ctx, env: f(ctx, env) is not None
         fns = tuple(self.expr(a) for a in e.args)
         impl = _FUNCTIONS[e.function]
+        if len(fns) == 1:
+            (arg,) = fns
+
+            def call1(ctx, env):
+                a = arg(ctx, env)
+                return None if a is None else impl(a)
+            return call1
 
         def call(ctx, env):
             args = [f(ctx, env) for f in fns]
@@ -545,10 +682,10 @@ class _Compiler:
     def _Quantifier(self, e: ast.Quantifier) -> Fn:
         source = self.expr(e.source)
         source_path = _static_path(e.source)
-        self.vars.append(e.var)
+        self.bind(e.var, e.source)
         where = self.expr(e.where) if e.where is not None else None
         body = self.expr(e.body)
-        self.vars.pop()
+        self.unbind(e.var)
         var, kind = e.var, e.kind
         # Inner quantifiers stop at the first item that settles them.
         settle = kind != "all"
@@ -557,14 +694,24 @@ class _Compiler:
             items = source(ctx, env)
             if items is None:
                 return None
-            base = env[source_path.split(".")[0]][1] + source_path[source_path.index("."):] \
-                if source_path.split(".")[0] in env and "." in source_path else source_path
+            base = _base(source_path, env)
             saved = env.get(var)
             unknown = False
             result = None
+            trace = ctx.trace
             for i, item in enumerate(items):
-                env[var] = (item, f"{base}[{i}]")
-                v = _item_value(kind, where, body, ctx, env)
+                env[var] = (item, (base, i))
+                if where is None:
+                    v = body(ctx, env)
+                else:
+                    start = len(trace)
+                    f = where(ctx, env)
+                    if f is False:
+                        # An item the filter leaves out decides nothing: its reads are
+                        # not evidence (in a join, most pairs are left out).
+                        del trace[start:]
+                        continue
+                    v = _filtered_value(kind, f, body(ctx, env))
                 if v is None:
                     unknown = True
                 elif v is settle:
@@ -584,9 +731,9 @@ class _Compiler:
     def _Count(self, e: ast.Count) -> Fn:
         source = self.expr(e.source)
         source_path = _static_path(e.source)
-        self.vars.append(e.var)
+        self.bind(e.var, e.source)
         where = self.expr(e.where) if e.where is not None else None
-        self.vars.pop()
+        self.unbind(e.var)
         var = e.var
 
         def count(ctx, env):
@@ -595,13 +742,12 @@ class _Compiler:
                 return None
             if where is None:
                 return len(items)
-            base = env[source_path.split(".")[0]][1] + source_path[source_path.index("."):] \
-                if source_path.split(".")[0] in env and "." in source_path else source_path
+            base = _base(source_path, env)
             saved = env.get(var)
             n = 0
             unknown = False
             for i, item in enumerate(items):
-                env[var] = (item, f"{base}[{i}]")
+                env[var] = (item, (base, i))
                 v = where(ctx, env)
                 if v is True:
                     n += 1

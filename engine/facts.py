@@ -50,11 +50,14 @@ class FactSheet:
     facts: dict
     digest: str
 
-    def owner(self, top_key: str) -> dict | None:
+    @functools.cached_property
+    def owner_labels(self) -> dict[str, str]:
+        """Top-level fact key -> `detector@version` that wrote it."""
+        out: dict[str, str] = {}
         for d in self.detectors:
-            if top_key in d.get("emits", ()):
-                return d
-        return None
+            for key in d.get("emits", ()):
+                out.setdefault(key, f"{d['name']}@{d['version']}")
+        return out
 
 
 def canonical_json(data: Any) -> bytes:
