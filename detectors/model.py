@@ -32,6 +32,7 @@ __all__ = [
     "ModelFolder",
     "open_model",
     "read_json",
+    "weights_digest",
 ]
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -298,3 +299,17 @@ def open_model(path: str | Path) -> ModelFolder:
         weight_files=tuple(weight_files),
         pickle_files=_pickle_files(root),
     )
+
+
+def weights_digest(model: ModelFolder) -> str:
+    """`blake3:<hex>` over the tensors sorted by name: each as a length-prefixed JSON
+    `[name, dtype, shape, nbytes]` followed by its raw bytes. Independent of file layout,
+    so a team can commit to its step-0 weights before training ends."""
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    for name in sorted(model.tensors):
+        info = model.tensors[name]
+        head = json.dumps([name, info.dtype, list(info.shape), info.nbytes], ensure_ascii=False)
+        encoded = head.encode("utf-8")
+        hasher.update(len(encoded).to_bytes(8, "little") + encoded)
+        hasher.update(model.raw(name))
+    return "blake3:" + hasher.hexdigest()

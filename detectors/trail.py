@@ -17,7 +17,7 @@ import blake3
 import numpy as np
 
 from detectors.base import DetectContext, FactDecl, InputError
-from detectors.model import CHECKPOINTS_DIR, ModelFolder, open_model, read_json
+from detectors.model import CHECKPOINTS_DIR, ModelFolder, open_model, read_json, weights_digest
 from detectors.safetensors import DTYPE_SIZES, TensorInfo, to_array
 
 __all__ = [
@@ -96,20 +96,6 @@ def _facts() -> tuple[FactDecl, ...]:
 
 
 # --- digests -----------------------------------------------------------------------
-
-
-def weights_digest(model: ModelFolder) -> str:
-    """`blake3:<hex>` over the tensors sorted by name: each as a length-prefixed JSON
-    `[name, dtype, shape, nbytes]` followed by its raw bytes. Independent of file layout,
-    so a team can commit to its step-0 weights before training ends."""
-    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    for name in sorted(model.tensors):
-        info = model.tensors[name]
-        head = json.dumps([name, info.dtype, list(info.shape), info.nbytes], ensure_ascii=False)
-        encoded = head.encode("utf-8")
-        hasher.update(len(encoded).to_bytes(8, "little") + encoded)
-        hasher.update(model.raw(name))
-    return "blake3:" + hasher.hexdigest()
 
 
 # --- streaming statistics ----------------------------------------------------------

@@ -403,6 +403,19 @@ def catalog_list(
     Console().print(table)
 
 
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("demo-output"), "--output", "-o", help="folder for the demo's files"),
+) -> None:
+    """The main job on generated examples: catalogue, detect, check under both policy
+    versions, diff the verdicts, render the criteria."""
+    from rich.console import Console
+
+    from .demo import run_demo
+
+    run_demo(output, Console())
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: run the app; bad input of any kind is one line on stderr, exit 2."""
     try:

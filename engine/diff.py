@@ -195,6 +195,12 @@ def _policy_ref(program: Program) -> dict:
             "params": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(program.params.items())}}
 
 
+def _deciding(rules: list[dict]) -> list[dict]:
+    """The rule changes that can move a verdict: blocking, and not passing on one side."""
+    quiet = {None, "pass"}
+    return [r for r in rules if r["level"] == "blocking" and not ({r["old"], r["new"]} <= quiet)]
+
+
 def render_diff_markdown(diff: dict, limit: int = 200) -> str:
     old, new = diff["old"], diff["new"]
     s = diff["summary"]
@@ -216,9 +222,7 @@ def render_diff_markdown(diff: dict, limit: int = 200) -> str:
         lines += ["", "## Sheets that change verdict", ""]
         for x in shown:
             lines.append(f"- `{x['sheet']}` ({x['subject']}): {x['old']} → {x['new']}")
-            for r in x["rules"]:
-                if r["level"] != "blocking":
-                    continue
+            for r in _deciding(x["rules"]):
                 why = "; ".join(r["why"])
                 msg = f" — {r['message']}" if r.get("message") else ""
                 lines.append(f"  - `{r['id']}` {r['old'] or 'absent'} → {r['new'] or 'absent'} ({why}){msg}")
@@ -250,8 +254,7 @@ def render_diff_table(diff: dict, console, limit: int = 50) -> None:
     console.print(r)
     shown = [x for x in diff["sheets"] if x["verdict_changed"]][:limit]
     for x in shown:
-        reasons = ", ".join(f"{r['id']} {r['old'] or 'absent'}→{r['new'] or 'absent'}" for r in x["rules"]
-                            if r["level"] == "blocking")
+        reasons = ", ".join(f"{r['id']} {r['old'] or 'absent'}→{r['new'] or 'absent'}" for r in _deciding(x["rules"]))
         console.print(f"  {x['sheet']}: {x['old']} → {x['new']}  ({reasons})")
     if s["verdicts_changed"] > len(shown):
         console.print(f"  … and {s['verdicts_changed'] - len(shown)} more (see --format json)")

@@ -48,9 +48,12 @@ def _number(value: float) -> str:
 
 
 def format_expr(e: ast.Expr, min_prec: int = 0) -> str:
-    """An expression on one line, with the parentheses its structure needs."""
+    """An expression on one line, with the parentheses its structure needs; an
+    `otherwise` inside a larger expression is always parenthesised, for the reader."""
     text = _flat(e)
-    return f"({text})" if _prec(e) < min_prec else text
+    if _prec(e) < min_prec or (isinstance(e, ast.Otherwise) and min_prec > 0):
+        return f"({text})"
+    return text
 
 
 def _flat(e: ast.Expr) -> str:
@@ -94,8 +97,7 @@ def _flat(e: ast.Expr) -> str:
 
 
 def _operand(e: ast.Expr) -> str:
-    # `x otherwise d == v` parses as `(x otherwise d) == v`; the parentheses say so.
-    return f"({_flat(e)})" if isinstance(e, ast.Otherwise) else format_expr(e, 6)
+    return format_expr(e, 6)
 
 
 def _layout(e: ast.Expr, indent: int, lead: str) -> list[str]:
