@@ -1,0 +1,559 @@
+"""Relations between a model's components and reference components, from fingerprints alone.
+
+Reuse from digests and sampled units (casts, renaming, permutation); derivation from a
+permutation-calibrated unit-matching test per layer, Fisher-combined, against a null.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.special import log_ndtr
+from scipy.stats import chi2
+
+from detectors.components import Component, layer_key, masked_role, role_key
+from detectors.fingerprint import (
+    FLOAT_DTYPES,
+    Fingerprint,
+    Gathered,
+    TensorPrint,
+    cast_tolerance,
+    decode,
+    plan,
+    vector_indices,
+)
+
+__all__ = [
+    "DERIVED_COMBINED",
+    "DERIVED_LAYER",
+    "INDEPENDENT_LAYER",
+    "IDENTICAL_SHARE",
+    "MIN_EVIDENCE",
+    "ReferenceComponent",
+    "TensorEvidence",
+    "LayerEvidence",
+    "PairResult",
+    "ComponentMatch",
+    "reference_components",
+    "PairMatcher",
+    "decide_component",
+    "trace_test",
+    "aligned_test",
+    "matched_test",
+    "fisher_log",
+]
+
+# Decision margins (provenance notes): derived when the combined p < 1e-12 or one layer's
+# p < 1e-6, after Bonferroni over the reference components compared; independent when
+# every layer's p >= 1e-3; inconclusive between.
+DERIVED_COMBINED = 1e-12
+DERIVED_LAYER = 1e-6
+INDEPENDENT_LAYER = 1e-3
+# Share of a component's (non-constant) parameters reused as they are for `identical`.
+IDENTICAL_SHARE = 0.99
+# A digest hit on fewer elements than this is not evidence: tiny tensors coincide by chance.
+MIN_EVIDENCE = 16
+# Candidates kept per reference unit before the assignment (ties beyond are hopeless).
+_TOP = 8
+_LOG_DERIVED_COMBINED = math.log(DERIVED_COMBINED)
+_LOG_DERIVED_LAYER = math.log(DERIVED_LAYER)
+_LOG_INDEPENDENT_LAYER = math.log(INDEPENDENT_LAYER)
+# Names of 2-D weights whose input axis is pixels (a patch embedding written as Linear).
+_PIXEL_INPUT = re.compile(r"patch", re.IGNORECASE)
+
+
+# --- statistics ---------------------------------------------------------------------
+
+
+def _standardize_features(x: np.ndarray) -> np.ndarray:
+    """Each feature (column) centred and scaled over units, so a feature-wise scale
+    profile shared by unrelated models (token frequency, rotary band) carries no weight."""
+    x = x.astype(np.float64, copy=True)
+    if x.shape[0] < 2:
+        return x
+    x -= x.mean(axis=0, keepdims=True)
+    sd = x.std(axis=0, keepdims=True)
+    sd[sd == 0] = 1.0
+    x /= sd
+    return x
+
+
+def _unit_normalize(x: np.ndarray) -> np.ndarray:
+    """Each unit (row) centred and scaled to length one: dot products are Pearson r."""
+    x = x - x.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    norm[norm == 0] = np.inf
+    return x / norm
+
+
+def trace_test(xn: np.ndarray, yn: np.ndarray) -> tuple[float, float]:
+    """(log p, mean r) of paired unit rows (K x q, unit-normalised) under feature exchange.
+
+    T = sum_i r_i = trace(M) with M = xn' yn. If the candidate's features were
+    exchangeable with respect to the reference's (true for independent models: hidden
+    units and residual dimensions carry arbitrary labels), T is one draw of
+    sum_k M[k, pi(k)] over a uniform permutation pi; Hoeffding's combinatorial CLT gives
+    its exact mean and variance and an asymptotically normal tail. One-sided.
+    """
+    k, q = xn.shape
+    if k == 0 or q < 3:
+        return 0.0, 0.0
+    m = xn.T @ yn
+    t = float(np.trace(m))
+    d = m - m.mean(axis=1, keepdims=True) - m.mean(axis=0, keepdims=True) + m.mean()
+    mean = float(m.sum()) / q
+    var = float(np.square(d).sum()) / (q - 1)
+    if var <= 0.0:
+        return 0.0, t / k
+    z = (t - mean) / math.sqrt(var)
+    return float(log_ndtr(-z)), t / k
+
+
+def aligned_test(ref: np.ndarray, cand: np.ndarray, standardize: bool = True) -> tuple[float, float]:
+    """Same units, same features (the same-name centred correlation, calibrated)."""
+    x = _standardize_features(ref) if standardize else ref.astype(np.float64)
+    y = cand.astype(np.float64)
+    return trace_test(_unit_normalize(x), _unit_normalize(y))
+
+
+def _assign(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one assignment of reference units (rows) to candidate units maximising score.
+
+    Rectangular: works when the candidate has more units (or, pruned, fewer) than sampled.
+    Restricted to each row's best few columns, which keeps it cheap for 100k-unit axes.
+    """
+    k, n = score.shape
+    top = min(_TOP, n)
+    if n > top:
+        best = np.argpartition(-score, top - 1, axis=1)[:, :top]
+        cols = np.unique(best)
+    else:
+        cols = np.arange(n)
+    rows, picked = linear_sum_assignment(-score[:, cols])
+    return rows, cols[picked]
+
+
+def matched_test(ref: np.ndarray, cand_all: np.ndarray, first: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Hidden units matched on one half of the features, tested on the other half.
+
+    ref: K x m reference units; cand_all: n x m, every candidate unit on the same
+    features; first: mask of the half used for matching. The test half never informed
+    the assignment, so `trace_test` stays exact under the null whatever the matching
+    did. Signs are taken from the matching half (a unit may be negated). Returns
+    (log p, mean r, reference rows, matched candidate rows).
+    """
+    x = _standardize_features(ref)
+    y = _standardize_features(cand_all)
+    s1, s2 = first, ~first
+    if s1.sum() < 3 or s2.sum() < 3:
+        return 0.0, 0.0, np.zeros(0, int), np.zeros(0, int)
+    x1 = _unit_normalize(x[:, s1]).astype(np.float32)
+    y1 = _unit_normalize(y[:, s1]).astype(np.float32)
+    corr = x1 @ y1.T
+    rows, cols = _assign(np.abs(corr))
+    sign = np.sign(corr[rows, cols])
+    sign[sign == 0] = 1.0
+    x2 = _unit_normalize(x[rows][:, s2]) * sign[:, None]
+    y2 = _unit_normalize(y[cols][:, s2])
+    logp, r = trace_test(x2, y2)
+    return logp, r, rows, cols
+
+
+def fisher_log(log_ps: Iterable[float]) -> float:
+    """Fisher's combination of p-values given as logs; returns the log of the combined p."""
+    logs = list(log_ps)
+    if not logs:
+        return 0.0
+    if any(lp == -math.inf for lp in logs):
+        return -math.inf
+    stat = -2.0 * sum(logs)
+    return float(chi2.logsf(stat, 2 * len(logs)))
+
+
+def _bonferroni(log_p: float, count: int) -> float:
+    return min(0.0, log_p + math.log(max(count, 1)))
+
+
+# --- the reference side ---------------------------------------------------------------
+
+
+@dataclass
+class ReferenceComponent:
+    """One component of a catalogued reference, indexed for matching."""
+
+    reference: Any  # detectors.base.Reference (id, origin, organisation, license)
+    name: str
+    kind: str
+    prefixes: tuple[str, ...]
+    tensors: dict[str, TensorPrint]
+    by_role: dict[str, list[tuple[TensorPrint, tuple[int, ...]]]] = field(default_factory=dict)
+    by_digest: dict[str, list[TensorPrint]] = field(default_factory=dict)
+    layer_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def architecture(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(sorted(t.shape for t in self.tensors.values() if t.constant is None))
+
+
+def reference_components(reference: Any, fp: Fingerprint) -> list[ReferenceComponent]:
+    """Index each component of a reference fingerprint by role, shape and digest."""
+    out = []
+    for comp in fp.components:
+        names = [n for n in comp["tensors"] if n in fp.tensors]
+        rc = ReferenceComponent(
+            reference=reference, name=comp["name"], kind=comp["kind"],
+            prefixes=tuple(comp["prefixes"]), tensors={n: fp.tensors[n] for n in names},
+        )
+        seen: dict[str, set[tuple[int, ...]]] = {}
+        for n in sorted(names):
+            tp = fp.tensors[n]
+            masked, idx = masked_role(role_key(n, rc.prefixes))
+            rc.by_role.setdefault(masked, []).append((tp, idx))
+            seen.setdefault(masked, set()).add(idx)
+            for kind, digest in (("raw", tp.raw), ("canonical", tp.canonical), ("rows", tp.rows), ("cols", tp.cols)):
+                if digest is not None:
+                    rc.by_digest.setdefault(f"{kind}:{digest}", []).append(tp)
+        rc.layer_counts = {k: len(v) for k, v in seen.items()}
+        out.append(rc)
+    return out
+
+
+# --- per-tensor evidence --------------------------------------------------------------
+
+
+@dataclass
+class TensorEvidence:
+    """What one submitted tensor shows against one reference component."""
+
+    name: str
+    parameters: int
+    constant: bool = False
+    identical: str | None = None  # how: digest, cast, permuted, cast+permuted
+    log_p: float | None = None  # tested: log p of independence (Bonferroni within)
+    similarity: float | None = None
+    partner: str | None = None
+
+
+def _compatible(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    if len(a) != len(b) or not a:
+        return False
+    if len(a) == 1:
+        return a == b
+    return a[0] == b[0] or math.prod(a[1:]) == math.prod(b[1:])
+
+
+def _orientations(name: str, shape: tuple[int, ...]) -> tuple[str, str]:
+    """(primary, fallback) orientation of the statistical test.
+
+    The test needs the feature axis to be exchangeable under independence. For a Linear
+    weight (out, in) that is the input axis (residual or hidden units): rows are units
+    (R). For convolutions and patch embeddings the input axis is pixels, which are not
+    exchangeable (unrelated vision models learn alike edge filters), so output channels
+    become the features (C).
+    """
+    if len(shape) >= 3 or _PIXEL_INPUT.search(name):
+        return "C", "R"
+    return "R", "C"
+
+
+def _tolerant_units(ref: TensorPrint, key: str, cand: np.ndarray, cand_dtype: str) -> str | None:
+    """Whether the reference's sampled units reappear in the candidate within cast rounding:
+    `cast` at the same positions, `cast+permuted` at other unit positions."""
+    x = decode(ref.dtype, ref.sketches[key])
+    units = plan(ref.shape)[key][0]
+    tol = cast_tolerance(ref.dtype, cand_dtype, x)
+    if np.all(np.abs(cand[units] - x) <= tol):
+        return "cast"
+    xn = _unit_normalize(x.astype(np.float64)).astype(np.float32)
+    yn = _unit_normalize(cand.astype(np.float64)).astype(np.float32)
+    best = np.argmax(xn @ yn.T, axis=1)
+    if np.all(np.abs(cand[best] - x) <= tol):
+        return "cast+permuted"
+    return None
+
+
+class PairMatcher:
+    """One submitted component against one reference component, fed tensor by tensor."""
+
+    def __init__(self, component: Component, shapes: Mapping[str, tuple[int, ...]], ref: ReferenceComponent) -> None:
+        self.component = component
+        self.ref = ref
+        self.shapes = shapes
+        self.evidence: dict[str, TensorEvidence] = {}
+        self.partners: dict[str, list[TensorPrint]] = {}
+        own_counts: dict[str, set[tuple[int, ...]]] = {}
+        roles = {}
+        for name in component.tensors:
+            masked, idx = masked_role(role_key(name, component.prefixes))
+            roles[name] = (masked, idx)
+            own_counts.setdefault(masked, set()).add(idx)
+        for name, (masked, idx) in roles.items():
+            shape = shapes[name]
+            found = [(tp, i) for tp, i in ref.by_role.get(masked, []) if _compatible(tp.shape, shape)]
+            if found:
+                same = [tp for tp, i in found if i == idx]
+                # Same depth: layer i answers to layer i. Otherwise (layers dropped or
+                # added) every layer of the role is a candidate, paid for by Bonferroni.
+                if same and len(own_counts[masked]) == ref.layer_counts.get(masked):
+                    partners = same
+                else:
+                    partners = [tp for tp, _ in found]
+            elif component.kind == ref.kind:
+                # Renamed inside a component of the same kind (Meta vs Hugging Face names):
+                # every tensor of the same shape at the same layer index is a partner.
+                partners = [
+                    tp for lst in ref.by_role.values() for tp, i in lst
+                    if tp.shape == shape and i == idx
+                ]
+            else:
+                partners = []
+            self.partners[name] = [tp for tp in partners if tp.constant is None]
+
+    def add(self, tp: TensorPrint, gathered: Gathered | None) -> TensorEvidence:
+        """Evidence of one submitted tensor (its print and sampled slices) against the reference."""
+        ev = TensorEvidence(name=tp.name, parameters=tp.numel)
+        self.evidence[tp.name] = ev
+        if tp.constant is not None:
+            ev.constant = True
+            return ev
+        hits = self._digest_hits(tp)
+        if any(h.constant is not None for _, h in hits):
+            ev.constant = True  # equal to a reference tensor that is itself deterministic
+            return ev
+        if hits and tp.numel >= MIN_EVIDENCE:
+            ev.identical, partner = hits[0]
+            ev.partner = partner.name
+            ev.similarity = 1.0
+            ev.log_p = -math.inf
+            return ev
+        partners = self.partners.get(tp.name, [])
+        if not partners or gathered is None or tp.dtype not in FLOAT_DTYPES:
+            return ev
+        if tp.numel >= MIN_EVIDENCE:
+            for partner in partners:
+                how = self._tolerant(tp, gathered, partner)
+                if how:
+                    ev.identical, ev.partner, ev.similarity, ev.log_p = how, partner.name, 1.0, -math.inf
+                    return ev
+        best: tuple[float, float, str] | None = None
+        for partner in partners:
+            log_p, sim = self._test(tp, gathered, partner)
+            if best is None or log_p < best[0]:
+                best = (log_p, sim, partner.name)
+        if best is not None:
+            ev.log_p = _bonferroni(best[0], len(partners))
+            ev.similarity = best[1]
+            ev.partner = best[2]
+        return ev
+
+    def _digest_hits(self, tp: TensorPrint) -> list[tuple[str, TensorPrint]]:
+        hits: list[tuple[str, TensorPrint]] = []
+        for kind, how, digest in (
+            ("raw", "digest", tp.raw),
+            ("canonical", "cast", tp.canonical),
+            ("rows", "permuted", tp.rows),
+            ("cols", "permuted", tp.cols),
+        ):
+            if digest is None:
+                continue
+            for other in self.ref.by_digest.get(f"{kind}:{digest}", []):
+                if other.shape == tp.shape:
+                    hits.append((how, other))
+            if hits:
+                break
+        return hits
+
+    @staticmethod
+    def _tolerant(tp: TensorPrint, gathered: Gathered, partner: TensorPrint) -> str | None:
+        # Same dtype: a copy is bit-equal and the digests above would have found it.
+        if partner.shape != tp.shape or partner.dtype == tp.dtype:
+            return None
+        for key in ("V",) if len(tp.shape) == 1 else ("R", "C"):
+            if key not in partner.sketches or key not in gathered.values:
+                continue
+            if key == "V":
+                x = decode(partner.dtype, partner.sketches["V"])
+                if np.all(np.abs(gathered.values["V"] - x) <= cast_tolerance(partner.dtype, tp.dtype, x)):
+                    return "cast"
+                continue
+            how = _tolerant_units(partner, key, gathered.values[key], tp.dtype)
+            if how:
+                return how
+        return None
+
+    @staticmethod
+    def _test(tp: TensorPrint, gathered: Gathered, partner: TensorPrint) -> tuple[float, float]:
+        """(log p, similarity) of one tensor against one partner, Bonferroni over the tests run."""
+        results: list[tuple[float, float]] = []
+        if len(tp.shape) == 1:
+            if "V" in partner.sketches and "V" in gathered.values and partner.shape == tp.shape:
+                x = decode(partner.dtype, partner.sketches["V"])[None, :]
+                results.append(aligned_test(x, gathered.values["V"][None, :], standardize=False))
+        else:
+            primary, fallback = _orientations(tp.name, tp.shape)
+            r, c = tp.shape[0], math.prod(tp.shape[1:])
+            pr, pc = partner.shape[0], math.prod(partner.shape[1:])
+            usable = {"R": c == pc, "C": r == pr}
+            key = primary if usable[primary] else fallback if usable[fallback] else None
+            if key is not None and key in partner.sketches and key in gathered.values:
+                units, _feats, first = plan(partner.shape)[key]
+                x = decode(partner.dtype, partner.sketches[key])
+                if x.shape[0] >= 3:
+                    cand = gathered.values[key]
+                    if (r, c) == (pr, pc):
+                        y = _standardize_features(cand)[units]
+                        lp, sim = aligned_test(x, y)
+                        results.append((lp, sim))
+                    lp, sim, _, _ = matched_test(x, cand, first)
+                    results.append((lp, sim))
+        if not results:
+            return 0.0, 0.0
+        log_p, sim = min(results, key=lambda ls: ls[0])
+        if log_p > _LOG_INDEPENDENT_LAYER:
+            # Nothing significant: report the plain same-position similarity if there is one.
+            sim = results[0][1]
+        return _bonferroni(log_p, len(results)), min(1.0, max(0.0, sim))
+
+    def result(self) -> PairResult:
+        return _pair_result(self)
+
+
+# --- per-layer and per-component decisions ----------------------------------------------
+
+
+@dataclass
+class LayerEvidence:
+    name: str
+    log_p: float | None
+    similarity: float | None
+    identical_fraction: float
+
+
+@dataclass
+class PairResult:
+    """A submitted component against one reference component, before multiplicity."""
+
+    ref: ReferenceComponent
+    comparable: bool
+    identical_fraction: float
+    similarity: float
+    log_p: float | None  # Fisher-combined over layers, uncorrected
+    layers: list[LayerEvidence]
+    same_architecture: bool
+    identical_methods: tuple[str, ...]
+
+
+def _natural(text: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def _pair_result(m: PairMatcher) -> PairResult:
+    live = [e for e in m.evidence.values() if not e.constant]
+    total = sum(e.parameters for e in live)
+    same_ident = sum(e.parameters for e in live if e.identical)
+    groups: dict[str, list[TensorEvidence]] = {}
+    for e in live:
+        groups.setdefault(layer_key(e.name), []).append(e)
+    layers = []
+    for name in sorted(groups, key=_natural):
+        evs = groups[name]
+        params = sum(e.parameters for e in evs)
+        tested = [e for e in evs if e.log_p is not None]
+        log_p = _bonferroni(min(e.log_p for e in tested), len(tested)) if tested else None  # type: ignore[type-var]
+        scored = [e for e in evs if e.similarity is not None]
+        sim = (
+            sum(e.similarity * e.parameters for e in scored) / sum(e.parameters for e in scored)  # type: ignore[operator]
+            if scored else None
+        )
+        ident = sum(e.parameters for e in evs if e.identical) / params if params else 0.0
+        layers.append(LayerEvidence(name=name, log_p=log_p, similarity=sim, identical_fraction=ident))
+    tested_layers = [layer.log_p for layer in layers if layer.log_p is not None]
+    similarity = sum((e.similarity or 0.0) * e.parameters for e in live) / total if total else 0.0
+    own_arch = tuple(sorted(m.shapes[e.name] for e in live))
+    return PairResult(
+        ref=m.ref,
+        # Comparable only if something was actually measured: a test or a reuse hit.
+        comparable=any(e.log_p is not None or e.identical for e in live),
+        identical_fraction=same_ident / total if total else 0.0,
+        similarity=similarity,
+        log_p=fisher_log(tested_layers) if tested_layers else None,  # type: ignore[arg-type]
+        layers=layers,
+        same_architecture=bool(live) and own_arch == m.ref.architecture,
+        identical_methods=tuple(sorted({e.identical for e in live if e.identical})),
+    )
+
+
+@dataclass
+class ComponentMatch:
+    """The decision for one submitted component against the whole catalogue."""
+
+    relation: str
+    pair: PairResult | None
+    p_value: float | None
+    method: str | None
+    reinitialized: bool | None
+
+
+_RANK = {"identical": 0, "derived": 1, "unknown": 2, "independent": 3}
+
+
+def _relation(pair: PairResult, multiplicity: int) -> tuple[str, str]:
+    if pair.identical_fraction >= IDENTICAL_SHARE:
+        exact = set(pair.identical_methods) <= {"digest", "cast"}
+        return "identical", "digest" if exact else "digest+units"
+    logs = [layer.log_p for layer in pair.layers if layer.log_p is not None]
+    if not logs or pair.log_p is None:
+        return "unknown", "permutation-test"
+    corrected = _bonferroni(pair.log_p, multiplicity)
+    if pair.identical_fraction > 0 and any(lp == -math.inf for lp in logs):
+        return "derived", "digest"
+    if corrected < _LOG_DERIVED_COMBINED or min(_bonferroni(lp, multiplicity) for lp in logs) < _LOG_DERIVED_LAYER:
+        return "derived", "permutation-test"
+    if all(lp >= _LOG_INDEPENDENT_LAYER for lp in logs):
+        return "independent", "permutation-test"
+    return "unknown", "permutation-test"
+
+
+def decide_component(pairs: list[PairResult], catalogue_size: int) -> ComponentMatch:
+    """Relation of a component to the catalogue: the nearest comparable reference component.
+
+    Bonferroni runs over the reference components actually compared. With an empty
+    catalogue the relation is unknown; when no reference shares a tensor shape with the
+    component it cannot hold their weights: independent, by `architecture`.
+    """
+    if catalogue_size == 0:
+        return ComponentMatch("unknown", None, None, None, None)
+    comparable = [p for p in pairs if p.comparable]
+    if not comparable:
+        return ComponentMatch("independent", None, None, "architecture", False)
+    multiplicity = len(comparable)
+    decided = []
+    for pair in comparable:
+        relation, method = _relation(pair, multiplicity)
+        p = None if pair.log_p is None else math.exp(_bonferroni(pair.log_p, multiplicity))
+        if relation == "identical":
+            p = 0.0
+        decided.append((relation, method, p, pair))
+    # Nearest: the strongest relation, then most reuse, then (for independent ones) a
+    # reference of the same architecture, then the smallest p and the largest similarity.
+    decided.sort(
+        key=lambda d: (
+            _RANK[d[0]],
+            -d[3].identical_fraction,
+            not d[3].same_architecture,
+            d[2] if d[2] is not None else 2.0,
+            -d[3].similarity,
+            d[3].ref.reference.id,
+            d[3].ref.name,
+        )
+    )
+    relation, method, p, pair = decided[0]
+    reinit = relation == "independent" and any(d[3].same_architecture for d in decided)
+    if relation in ("identical", "derived"):
+        reinit = False
+    return ComponentMatch(relation, pair, p, method, reinit if relation != "unknown" else None)
