@@ -305,6 +305,8 @@ def diff(
     set_new: List[str] = typer.Option([], "--set-new", help="override a parameter of the new version"),
     format: str = typer.Option("table", "--format", "-f", help="table, json or markdown"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the diff here"),
+    every_change: bool = typer.Option(False, "--every-change",
+                                      help="also list sheets whose verdict stays but a rule's outcome changes"),
 ) -> None:
     """Verdicts that change between two policy versions over many fact sheets, and why."""
     from .diff import render_diff_markdown, render_diff_table
@@ -321,7 +323,7 @@ def diff(
     files: list[Path] = []
     for p in sheets:
         files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
-    result = _diff(old_program, new_program, (load_fact_sheet(f, catalogue) for f in files))
+    result = _diff(old_program, new_program, (load_fact_sheet(f, catalogue) for f in files), every_change)
     if format == "json":
         _write_output(_dump_json(result), output)
     elif format == "markdown" or output is not None:

@@ -72,7 +72,8 @@ class Diff(_Strict):
     new: DiffPolicy
     rules: list[DiffRule]
     summary: DiffSummary
-    sheets: list[DiffSheet] = Field(description="sheets whose verdict or any rule outcome changes")
+    sheets: list[DiffSheet] = Field(description="sheets whose verdict changes (with --every-change: also those "
+                                                "where only a rule's outcome changes)")
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,11 @@ def _show(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def diff_verdicts(old: Program, new: Program, sheets: Iterable[FactSheet]) -> dict:
-    """Evaluate every sheet under both programs; the result is plain JSON data."""
+def diff_verdicts(old: Program, new: Program, sheets: Iterable[FactSheet], every_change: bool = False) -> dict:
+    """Evaluate every sheet under both programs; the result is plain JSON data.
+
+    `sheets` lists the sheets whose verdict changes (with `every_change`, also those
+    where only some rule's outcome does); the summary counts every change."""
     changes = diff_rules(old.policy, new.policy, old.params, new.params)
     transitions: dict[str, int] = {}
     rule_counts: dict[str, dict[str, int]] = {}
@@ -168,7 +172,7 @@ def diff_verdicts(old: Program, new: Program, sheets: Iterable[FactSheet]) -> di
             rules.append(entry)
         if a.verdict != b.verdict:
             verdicts_changed += 1
-        if rules or a.verdict != b.verdict:
+        if a.verdict != b.verdict or (every_change and rules):
             changed_sheets.append({
                 "sheet": sheet.name, "subject": sheet.subject.get("name"), "facts_digest": sheet.digest,
                 "old": a.verdict, "new": b.verdict, "verdict_changed": a.verdict != b.verdict, "rules": rules,

@@ -35,21 +35,36 @@ class RuleResult:
     """One rule's outcome and why. Evidence and unknown facts are read off the trace of
     fact reads when first asked for, so a caller who needs only outcomes pays nothing."""
 
-    __slots__ = ("id", "level", "outcome", "message", "witnesses", "params", "_trace", "_owners",
-                 "_evidence", "_unknown")
+    __slots__ = ("_rule", "outcome", "message", "_witnesses", "_trace", "_owners", "_evidence", "_unknown")
 
-    def __init__(self, id: str, level: str, outcome: str, message: str, witnesses: tuple[str, ...],
-                 params: tuple[tuple[str, Any], ...], trace: list, owners: Mapping[str, str | None]) -> None:
-        self.id = id
-        self.level = level
+    def __init__(self, rule: "_CompiledRule", outcome: str, message: str, witnesses: tuple, trace: list,
+                 owners: Mapping[str, str | None]) -> None:
+        self._rule = rule
         self.outcome = outcome
         self.message = message
-        self.witnesses = witnesses  # list items that decided the rule, e.g. components[1]
-        self.params = params  # parameters the rule used, with their values
+        self._witnesses = witnesses
         self._trace = trace
         self._owners = owners
         self._evidence = None
         self._unknown = None
+
+    @property
+    def id(self) -> str:
+        return self._rule.id
+
+    @property
+    def level(self) -> str:
+        return self._rule.level
+
+    @property
+    def params(self) -> tuple[tuple[str, Any], ...]:
+        """Parameters the rule used, with their values."""
+        return self._rule.params
+
+    @property
+    def witnesses(self) -> tuple[str, ...]:
+        """List items that decided the rule, e.g. `components[1]`."""
+        return tuple(_prefix(w) for w in self._witnesses)
 
     @property
     def evidence(self) -> tuple[Evidence, ...]:
@@ -154,7 +169,8 @@ class Program:
     def evaluate(self, sheet: FactSheet) -> Evaluation:
         ctx = _Ctx(sheet.facts)
         owners = sheet.owner_labels
-        results = tuple([_run_rule(rule, ctx, owners) for rule in self._rules])
+        env: dict = {}  # every rule leaves it empty again
+        results = tuple([_run_rule(rule, ctx, env, owners) for rule in self._rules])
         verdict = PASS
         for r in results:
             if r.level == "blocking":
@@ -186,9 +202,8 @@ def evaluate_policy(policy: CheckedPolicy, sheet: FactSheet, overrides: Mapping[
 # -- running one rule ------------------------------------------------------------------
 
 
-def _run_rule(rule: _CompiledRule, ctx: _Ctx, owners: Mapping[str, str | None]) -> RuleResult:
+def _run_rule(rule: _CompiledRule, ctx: _Ctx, env: dict, owners: Mapping[str, str | None]) -> RuleResult:
     trace = ctx.trace = []
-    env: dict = {}
     q = rule.quantifier
     if q is None:
         value = rule.condition(ctx, env)
@@ -201,7 +216,7 @@ def _run_rule(rule: _CompiledRule, ctx: _Ctx, owners: Mapping[str, str | None]) 
     elif value is rule.forbid:
         outcome = FAIL
     else:
-        return RuleResult(rule.id, rule.level, PASS, "", (), rule.params, trace, owners)
+        return RuleResult(rule, PASS, "", (), trace, owners)
 
     # Which items decided the rule: those whose own value points the same way.
     witnesses: list[tuple] = []
@@ -230,8 +245,7 @@ def _run_rule(rule: _CompiledRule, ctx: _Ctx, owners: Mapping[str, str | None]) 
         unknown = _unknown(trace)
         message = ("cannot decide: " + ", ".join(f"`{u}`" for u in unknown) + " unknown") if unknown \
             else "cannot decide: a fact it needs is unknown"
-    return RuleResult(rule.id, rule.level, outcome, message, tuple(_prefix(s[0]) for s in witnesses),
-                      rule.params, trace, owners)
+    return RuleResult(rule, outcome, message, tuple(s[0] for s in witnesses), trace, owners)
 
 
 def _run_top_quantifier(q: _TopQuantifier, ctx: _Ctx, env: dict, slices: list) -> Any:
@@ -334,22 +348,20 @@ _new_evidence = tuple.__new__
 
 
 def _evidence(trace: list[tuple], owners: Mapping[str, str | None]) -> tuple[Evidence, ...]:
-    seen: dict[tuple, tuple] = {}
-    for prefix, suffix, value, parent, _guarded, top in trace:
+    unique = {}
+    for entry in trace:  # a fact read twice is the same fact
+        unique[entry[0], entry[1]] = entry
+    out = []
+    paths = _PATHS
+    for key, (prefix, suffix, value, parent, _guarded, top) in unique.items():
         if value.__class__ in _SHOWN_THROUGH_ITEMS:
             continue  # groups and lists are shown through their items
-        key = (prefix, suffix)
-        if key in seen:
-            continue
         method = parent.get("method") if parent.__class__ is dict else None
-        seen[key] = (value, owners.get(top), method if method.__class__ is str else None)
-    out = [_new_evidence(Evidence, (_path_of(*key), v, d, m)) for key, (v, d, m) in seen.items()]
-    out.sort(key=_first)
+        path = paths.get(key) or _path_of(prefix, suffix)
+        out.append(_new_evidence(Evidence, (path, value, owners.get(top),
+                                            method if method.__class__ is str else None)))
+    out.sort()  # by path: paths are unique, so no value is ever compared
     return tuple(out)
-
-
-def _first(item: tuple) -> Any:
-    return item[0]
 
 
 def _render(parts: tuple, ctx: _Ctx, env: dict) -> str:
