@@ -292,12 +292,18 @@ def open_model(path: str | Path) -> ModelFolder:
             raise InputError(config_path, None, "config is not a json object")
         config = loaded
 
+    pickles = _pickle_files(root)
+    if not weight_files and not pickles:
+        # Nothing to judge: an empty list of components would pass every "no component
+        # may ..." criterion, so a folder without weights is refused outright.
+        raise InputError(root, None, "no model weights here: expected `model.safetensors` or shards "
+                         f"listed in `{INDEX_FILE}`")
     return ModelFolder(
         root=root,
         config=config,
         tensors=dict(sorted(tensors.items())),
         weight_files=tuple(weight_files),
-        pickle_files=_pickle_files(root),
+        pickle_files=pickles,
     )
 
 

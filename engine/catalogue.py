@@ -35,14 +35,20 @@ class Type:
     path: str = ""  # catalogue path of a record or fact, e.g. "components[].match"
 
     def describe(self) -> str:
+        """How the type reads in a message, after "a": "list of texts", "group of facts"."""
         if self.kind == "list":
-            return f"list of {self.elem.describe()}s" if self.elem and self.elem.kind != "any" else "list"
+            if self.elem is None or self.elem.kind == "any":
+                return "list"
+            return f"list of {_PLURAL.get(self.elem.kind, 'items')}"
         if self.kind == "record":
             return "group of facts" if self.path else "fact sheet"
         if self.kind == "any":
             return "value"
-        return self.kind
+        return {"string": "text"}.get(self.kind, self.kind)
 
+
+_PLURAL = {"boolean": "true/false values", "number": "numbers", "string": "texts", "record": "groups of facts",
+           "list": "lists"}
 
 BOOL = Type("boolean")
 NUMBER = Type("number")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -222,10 +223,12 @@ def policy_digest(chain: Sequence[ast.Policy]) -> str:
 def _check_header(policy: ast.Policy, diags: list[Diagnostic]) -> None:
     first = policy.source.text if policy.source else ""
     top = Span(policy.source, 0, min(len(first), max(1, first.find("\n")))) if policy.source and first else None
+    name = policy.source.name if policy.source else None  # an empty file has no span to show
     if not policy.id:
-        diags.append(Diagnostic("missing_header", "the policy has no `policy \"<id>\"` line", top))
+        diags.append(Diagnostic("missing_header", "the policy has no `policy \"<id>\"` line", top, file=name))
     if not policy.version:
-        diags.append(Diagnostic("missing_header", "the policy has no `version \"<version>\"` line", top))
+        diags.append(Diagnostic("missing_header", "the policy has no `version \"<version>\"` line", top,
+                                file=name))
     if policy.language is not None and policy.language != LANGUAGE_VERSION:
         diags.append(Diagnostic("unsupported_language",
                                 f"language `{policy.language}` is not known; this engine reads language "
@@ -557,7 +560,9 @@ def _text(expr: ast.Expr) -> str:
 def type_problem(value: Any, t: Type) -> str | None:
     """Why a plain value does not fit a parameter type, or None when it does."""
     if t.kind == "number":
-        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else f"is {_show(value)}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return None if math.isfinite(value) else f"is `{value}`, not a finite number"
+        return f"is {_show(value)}"
     if t.kind == "string":
         return None if isinstance(value, str) else f"is {_show(value)}"
     if t.kind == "boolean":
@@ -575,12 +580,12 @@ def type_problem(value: Any, t: Type) -> str | None:
 
 def _show(value: Any) -> str:
     if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
+        return f"`{str(value).lower()}`, a true/false value"
     if isinstance(value, str):
         return f'the text `"{value}"`'
     if isinstance(value, (tuple, list)):
         return "a list"
-    return f"`{value:g}`" if isinstance(value, float) else f"`{value}`"
+    return f"the number `{value:g}`" if isinstance(value, float) else f"`{value}`"
 
 
 def coerce_param_value(name: str, text: str, params: dict[str, CheckedParam]) -> Any:
@@ -605,7 +610,7 @@ def coerce_param_value(name: str, text: str, params: dict[str, CheckedParam]) ->
         raise ValueError(f"`{text}` is not a plain value for parameter `{name}` ({param.type_name})")
     problem = type_problem(value, param.type)
     if problem:
-        raise ValueError(f"parameter `{name}` is a {param.type_name}, but `{text}` {problem}")
+        raise ValueError(f"parameter `{name}` is a {param.type_name}, but the value {problem}")
     return value
 
 

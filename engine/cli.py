@@ -80,18 +80,18 @@ def _fact_catalogue():
         _fail(str(err))
 
 
-def _parse_sets(pairs: List[str], policy) -> dict[str, Any]:
+def _parse_sets(pairs: List[str], policy, flag: str = "--set") -> dict[str, Any]:
     from .checker import coerce_param_value
 
     out: dict[str, Any] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep:
-            _fail(f"--set `{pair}`: write it as NAME=VALUE, e.g. `derived_threshold=0.95`")
+            _fail(f"{flag} `{pair}`: write it as NAME=VALUE, e.g. `tokenizer_overlap_limit=0.95`")
         try:
             out[name.strip()] = coerce_param_value(name.strip(), text.strip(), policy.params)
         except ValueError as err:
-            _fail(f"--set `{pair}`: {err}")
+            _fail(f"{flag} `{pair}`: {err}")
     return out
 
 
@@ -166,6 +166,8 @@ def check(
 
     if format not in FORMATS:
         _fail(f"--format `{format}`: choose one of {', '.join(FORMATS)}")
+    if lang not in (None, "ko", "en"):
+        _fail(f"--lang `{lang}`: policies are written in `ko` and `en`")
     checked = _load_policy(policy)
     overrides = _parse_sets(set_, checked)
     catalogue = _fact_catalogue()
@@ -181,12 +183,15 @@ def check(
         _write_output(render_markdown(report), output)
     elif format == "html":
         _write_output(render_html(report), output)
-    elif output is not None:
-        _write_output(render_markdown(report), output)
     else:
         from rich.console import Console
 
-        render_table(report, Console())
+        if output is None:
+            render_table(report, Console())
+        else:  # the same table as plain text
+            console = Console(record=True, width=120, file=open(os.devnull, "w"), color_system=None)
+            render_table(report, console)
+            _write_output(console.export_text(), output)
     raise _Exit(_VERDICT_EXIT[report["verdict"]])
 
 
@@ -318,11 +323,13 @@ def diff(
         _fail(f"--format `{format}`: choose one of table, json, markdown")
     catalogue = _fact_catalogue()
     before, after = _load_policy(old), _load_policy(new)
-    old_program = prepare_policy(before, _parse_sets(set_old, before))
-    new_program = prepare_policy(after, _parse_sets(set_new, after))
+    old_program = prepare_policy(before, _parse_sets(set_old, before, "--set-old"))
+    new_program = prepare_policy(after, _parse_sets(set_new, after, "--set-new"))
     files: list[Path] = []
     for p in sheets:
         files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
+    if not files:
+        _fail(f"{', '.join(map(str, sheets))}: no fact sheets (*.json) to compare")
     result = _diff(old_program, new_program, (load_fact_sheet(f, catalogue) for f in files), every_change)
     if format == "json":
         _write_output(_dump_json(result), output)
@@ -429,7 +436,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         errors = [d for d in err.diagnostics if d.severity == "error"] or err.diagnostics
         first = errors[0]
         more = len(errors) - 1
-        typer.echo(f"error: {first.one_line()}" + (f" (and {more} more; run `originality lint`)" if more > 0 else ""),
+        typer.echo("error: " + first.error_line() + (f"; and {more} more (run `originality lint`)" if more > 0 else ""),
                    err=True)
         code = EXIT_INVALID
     except InputError as err:
@@ -442,15 +449,17 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 def _report_other(err: Exception) -> int:
-    import click
-
-    if isinstance(err, click.exceptions.Exit):
+    if isinstance(err, typer.Exit):
         return err.exit_code
-    if isinstance(err, click.ClickException):
-        err.show()
+    if isinstance(err, typer.Abort):
+        typer.echo("error: aborted", err=True)
         return EXIT_INVALID
-    if isinstance(err, click.exceptions.Abort):
-        typer.echo("aborted", err=True)
+    if isinstance(err, typer.TyperException) and hasattr(err, "format_message"):
+        # A usage error from the argument parser: one line, with the command it concerns.
+        ctx = getattr(err, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        message = " ".join(err.format_message().split())
+        typer.echo(f"error: {where}{message[:1].lower()}{message[1:]} (see `--help`)", err=True)
         return EXIT_INVALID
     if _is_detector_input_error(err):
         typer.echo(f"error: {err}", err=True)

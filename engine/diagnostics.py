@@ -35,6 +35,11 @@ class Diagnostic:
             text += f" ({self.help})"
         return text
 
+    def error_line(self) -> str:
+        """The one line a command prints for an input it cannot use (after `error: `)."""
+        text = f"{self.location}: {self.message} [{self.code}]"
+        return text + (f" ({self.help})" if self.help else "")
+
     def sort_key(self) -> tuple:
         if self.span is None:
             return (self.file or "", 0, 0, self.code)

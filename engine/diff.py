@@ -196,7 +196,16 @@ def diff_verdicts(old: Program, new: Program, sheets: Iterable[FactSheet], every
 def _policy_ref(program: Program) -> dict:
     p = program.policy
     return {"id": p.id, "version": p.version, "digest": p.digest,
-            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(program.params.items())}}
+            "params": {k: _plain(v) for k, v in sorted(program.params.items())}}
+
+
+def _plain(value: Any) -> Any:
+    """Parameter values as JSON shows them: lists for tuples, 2 for 2.0."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
 
 
 def _deciding(rules: list[dict]) -> list[dict]:

@@ -90,6 +90,7 @@ class Evaluation(NamedTuple):
     sheet: FactSheet
     policy: CheckedPolicy
     params: Mapping[str, Any]
+    lang: str | None = None  # the language messages were chosen in
 
 
 def combine_verdict(outcomes: list[tuple[str, str]]) -> str:
@@ -164,6 +165,7 @@ class Program:
     def __init__(self, policy: CheckedPolicy, params: Mapping[str, Any], lang: str | None) -> None:
         self.policy = policy
         self.params = dict(params)
+        self.lang = lang
         self._rules = tuple(_compile_rule(r, self.params, lang) for r in policy.rules)
 
     def evaluate(self, sheet: FactSheet) -> Evaluation:
@@ -179,7 +181,7 @@ class Program:
                     break
                 if r.outcome == INDETERMINATE:
                     verdict = INDETERMINATE
-        return Evaluation(verdict, results, sheet, self.policy, self.params)
+        return Evaluation(verdict, results, sheet, self.policy, self.params, self.lang)
 
 
 def prepare_policy(policy: CheckedPolicy, overrides: Mapping[str, Any] | None = None,

@@ -9,11 +9,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, create_model
 
 from .catalogue import FactCatalogue, Type
 from .diagnostics import InputError
@@ -65,14 +66,15 @@ def canonical_json(data: Any) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
-_NUMBER = StrictFloat | StrictInt
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-def _annotation(t: Type, name: str, catalogue: FactCatalogue) -> Any:
+def _annotation(t: Type, name: str, catalogue: FactCatalogue, integer: bool = False) -> Any:
     if t.kind == "boolean":
         return StrictBool
     if t.kind == "number":
-        return _NUMBER
+        # strict float takes ints too, refuses booleans and text; integers stay integers
+        return StrictInt if integer else float
     if t.kind == "string":
         return Literal[t.values] if t.values else StrictStr
     if t.kind == "list":
@@ -81,9 +83,10 @@ def _annotation(t: Type, name: str, catalogue: FactCatalogue) -> Any:
         fields = {}
         for key, sub in t.fields.items():
             spec = catalogue.spec(sub.path) or catalogue.spec(sub.path + "[]")
-            fields[key] = (Optional[_annotation(sub, _camel(name, key), catalogue)],
+            integer = spec is not None and spec.type == "integer"
+            fields[key] = (Optional[_annotation(sub, _camel(name, key), catalogue, integer)],
                            Field(default=None, description=spec.doc if spec else None))
-        return create_model(name, __config__=ConfigDict(extra="forbid", strict=True), **fields)
+        return create_model(name, __config__=_STRICT, **fields)
     return Any
 
 
@@ -126,10 +129,24 @@ def parse_json_bytes(data: bytes, name: str) -> Any:
         raise InputError(name, f"byte {err.start}", "is not valid UTF-8") from None
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except _NotJsonNumber as err:
+        where = _position(text, re.compile(r"(?<![\w\"])(-?Infinity|NaN)(?![\w\"])"))
+        raise InputError(f"{name}{where}", None, f"invalid JSON: `{err.args[0]}` is not a JSON number") from None
     except json.JSONDecodeError as err:
         raise InputError(f"{name}:{err.lineno}:{err.colno}", None, f"invalid JSON: {err.msg.lower()}") from None
     except _DuplicateKey as err:
-        raise InputError(name, None, f"invalid JSON: key `{err.args[0]}` appears twice in one object") from None
+        key = err.args[0]
+        where = _position(text, re.compile(re.escape(json.dumps(key)) + r"\s*:"), occurrence=2)
+        raise InputError(f"{name}{where}", None, f"invalid JSON: key `{key}` appears twice in one object") from None
+
+
+def _position(text: str, pattern: "re.Pattern[str]", occurrence: int = 1) -> str:
+    """`:line:col` of a pattern's n-th match (best effort: the parser reports no place)."""
+    for n, m in enumerate(pattern.finditer(text), 1):
+        if n == occurrence:
+            line = text.count("\n", 0, m.start()) + 1
+            return f":{line}:{m.start() - (text.rfind(chr(10), 0, m.start()) + 1) + 1}"
+    return ""
 
 
 class _DuplicateKey(ValueError):
@@ -145,8 +162,12 @@ def _no_duplicates(pairs):
     return out
 
 
+class _NotJsonNumber(ValueError):
+    pass
+
+
 def _no_constants(name):
-    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+    raise _NotJsonNumber(name)
 
 
 def format_json_path(loc: tuple) -> str:
@@ -173,8 +194,12 @@ def _problem(err: dict, catalogue: FactCatalogue) -> str:
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return f"expected one of {expected.replace(chr(39), '`')}, got {_show(value)}"
-    if kind in ("float_type", "int_type"):
+    if kind == "float_type":
         return f"expected a number, got {_show(value)}"
+    if kind in ("int_type", "int_from_float"):
+        return f"expected a whole number, got {_show(value)}"
+    if kind == "finite_number":
+        return "expected a finite number"
     if kind in ("string_type",):
         return f"expected a text, got {_show(value)}"
     if kind in ("bool_type",):
@@ -203,6 +228,11 @@ def _show(value: Any) -> str:
     return "a value"
 
 
+def _loc_key(loc: tuple) -> tuple:
+    """Sort JSON paths as a reader would: components[2] before components[10]."""
+    return tuple((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in loc)
+
+
 def validate_fact_sheet(data: Any, name: str, catalogue: FactCatalogue) -> FactSheet:
     """Check a parsed fact sheet. Raises InputError naming the JSON path of the first
     problem (and how many more there are)."""
@@ -211,7 +241,7 @@ def validate_fact_sheet(data: Any, name: str, catalogue: FactCatalogue) -> FactS
     try:
         fact_sheet_model(catalogue).model_validate(data)
     except ValidationError as err:
-        errors = sorted(err.errors(include_url=False), key=lambda e: tuple(str(p) for p in e["loc"]))
+        errors = sorted(err.errors(include_url=False), key=lambda e: _loc_key(e["loc"]))
         first = errors[0]
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise InputError(name, format_json_path(first["loc"]), _problem(first, catalogue) + more) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 from pathlib import Path
 
@@ -58,7 +59,11 @@ def parse_expression(text: str, name: str = "<expression>") -> ast.Expr:
         tree = _lark().parse(text, start="expr")
     except UnexpectedInput as err:
         raise PolicyError([_syntax_diagnostic(err, source)]) from None
-    return _Builder(source).transform(tree)
+    builder = _Builder(source)
+    expr = builder.transform(tree)
+    if builder.diagnostics:
+        raise PolicyError(builder.diagnostics)
+    return expr
 
 
 def parse_template(raw: str, source: Source, offset: int) -> ast.Template:
@@ -113,7 +118,11 @@ def _parse_hole(inner: str, source: Source, offset: int) -> ast.Expr:
         tree = _lark().parse(padded, start="expr")
     except UnexpectedInput as err:
         raise PolicyError([_syntax_diagnostic(err, source, in_message=True, end=len(padded))]) from None
-    return _Builder(source).transform(tree)
+    builder = _Builder(source)
+    expr = builder.transform(tree)
+    if builder.diagnostics:
+        raise PolicyError(builder.diagnostics)
+    return expr
 
 
 def _syntax_diagnostic(err: UnexpectedInput, source: Source, in_message: bool = False,
@@ -140,19 +149,13 @@ def _syntax_diagnostic(err: UnexpectedInput, source: Source, in_message: bool = 
             return Diagnostic("unexpected_character", f"unexpected character `{ch}` outside quotes", span)
     if token_text == "=" and "COMP_OP" in (getattr(err, "expected", None) or getattr(err, "accepts", None) or ()):
         return Diagnostic("single_equals", "`=` gives a parameter its default; to compare, write `==`", span)
-    label = None
-    if not in_message:
-        try:
-            label = err.match_examples(_parse_start, {k: v[1] for k, v in SYNTAX_EXAMPLES.items()},
-                                       use_accepts=True)
-        except Exception:  # an example that does not fail is a table bug, caught by tests
-            label = None
+    label = None if in_message else _classify(err)
     expected = _expected_words(err)
     keywords = [n.lower() for n in (getattr(err, "expected", None) or getattr(err, "accepts", None) or ())
                 if n.isalpha() and n.isupper() and n not in _TOKEN_WORDS]
     if token_text and token_text.isidentifier():
-        expected = did_you_mean(token_text, keywords) or expected
-    found = f"`{token_text}`" if token_text else "the end of the file"
+        expected = _closest_keyword(token_text, keywords) or expected
+    found = f"`{token_text}`" if token_text else "end of file"
     if label:
         message = f"unexpected {found}: {SYNTAX_EXAMPLES[label][0]}"
         return Diagnostic(label, message, span, help=expected)
@@ -161,6 +164,44 @@ def _syntax_diagnostic(err: UnexpectedInput, source: Source, in_message: bool = 
 
 def _parse_start(text: str):
     return _lark().parse(text, start="start")
+
+
+def _closest_keyword(word: str, keywords: list[str]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(set(keywords)), n=1, cutoff=0.7)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+@functools.lru_cache(maxsize=1)
+def _example_states() -> tuple[tuple[int, str, frozenset, str], ...]:
+    """(parser state, token type, accepted tokens, label) of each example in the table."""
+    out = []
+    for label, (_message, snippets) in SYNTAX_EXAMPLES.items():
+        for snippet in snippets:
+            try:
+                _parse_start(snippet)
+            except UnexpectedInput as ut:
+                state = getattr(ut, "state", None)
+                if state is not None:
+                    token = getattr(getattr(ut, "token", None), "type", "")
+                    out.append((state.position, token, frozenset(getattr(ut, "accepts", None) or ()), label))
+    return tuple(out)
+
+
+def _classify(err: UnexpectedInput) -> str | None:
+    """The label of the example that fails in the same parser state. Unlike Lark's
+    `match_examples`, the depth of the parse stack is ignored, so an error after other
+    rules or header lines is recognised too."""
+    state = getattr(err, "state", None)
+    if state is None:
+        return None
+    token = getattr(getattr(err, "token", None), "type", "")
+    accepts = frozenset(getattr(err, "accepts", None) or ())
+    # Same state and the same tokens acceptable there; the same unexpected token first.
+    candidates = [(t != token, label) for pos, t, a, label in _example_states()
+                  if pos == state.position and a == accepts]
+    return min(candidates)[1] if candidates else None
 
 
 def _expected_words(err: UnexpectedInput) -> str | None:
@@ -208,7 +249,12 @@ class _Builder(Transformer):
 
     @v_args(meta=True)
     def number(self, meta, children):
-        return ast.Literal(float(children[0]), self._span(meta))
+        value = float(children[0])
+        if not math.isfinite(value):
+            self.diagnostics.append(Diagnostic("invalid_number", f"`{children[0]}` is too large to be a number",
+                                               self._span(meta)))
+            value = 0.0
+        return ast.Literal(value, self._span(meta))
 
     @v_args(meta=True)
     def true(self, meta, children):

@@ -77,7 +77,8 @@ def build_report(ev: Evaluation, overrides: dict[str, Any] | None = None) -> dic
         summary[r.outcome] += 1
         rule = rules_by_id[r.id].rule
         rules.append({
-            "id": r.id, "level": r.level, "outcome": r.outcome, "title": rule.title, "cite": rule.cite,
+            "id": r.id, "level": r.level, "outcome": r.outcome, "title": pick_title(rule.titles, ev.lang),
+            "cite": rule.cite,
             "declared_in": rule.origin, "message": r.message,
             "evidence": [{"path": e.path, "value": e.value, "detector": e.detector, "method": e.method}
                          for e in r.evidence],
@@ -88,7 +89,7 @@ def build_report(ev: Evaluation, overrides: dict[str, Any] | None = None) -> dic
         "schema": REPORT_SCHEMA_ID,
         "verdict": ev.verdict,
         "policy": {"id": policy.id, "version": policy.version, "digest": policy.digest,
-                   "title": policy.title, "effective": policy.effective},
+                   "title": pick_title(policy.titles, ev.lang), "effective": policy.effective},
         "subject": ev.sheet.subject,
         "facts_digest": ev.sheet.digest,
         "params": {k: _jsonable(v) for k, v in sorted(ev.params.items())},
@@ -97,6 +98,15 @@ def build_report(ev: Evaluation, overrides: dict[str, Any] | None = None) -> dic
         "rules": rules,
     }
     return seal(data)
+
+
+def pick_title(titles, lang: str | None) -> str | None:
+    """The title in the asked language, else the unmarked or English one, else any."""
+    for want in (lang, None, "en"):
+        for t in titles:
+            if t.lang == want:
+                return t.text
+    return titles[0].text if titles else None
 
 
 def seal(data: dict, field: str = "report_digest") -> dict:

@@ -16,7 +16,8 @@ SYNTAX_EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "unclosed_rule": (
         "this rule is not closed with `}`",
-        ('rule r { level blocking', 'rule r { require true\nrule s { }'),
+        ('rule r { level blocking', 'rule r { require true\nrule s { }', 'rule r { message "m"',
+         'rule r { cite "c"', 'rule r { require a == 1', 'rule r { require a', 'rule r { title "t"'),
     ),
     "missing_condition_operand": (
         "an expression ends too early; something is missing after the operator",
@@ -26,7 +27,8 @@ SYNTAX_EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "missing_operator": (
         "two values follow each other without an operator between them",
-        ('rule r { require a b }', 'rule r { require a == 1 2 }', 'rule r { require "x" "y" }'),
+        ('rule r { require a b }', 'rule r { require a == 1 2 }', 'rule r { require "x" "y" }',
+         'rule r { require a.b c }', 'rule r { require a.b.c d.e }', 'rule r { require a.b "x" }'),
     ),
     "quantifier_syntax": (
         "a quantifier reads `any x in list: condition` (or `all`, `none`), with an optional `where` filter before the colon",
@@ -61,7 +63,7 @@ SYNTAX_EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "stray_top_level": (
         "expected `policy`, `version`, `param`, `rule` or another header line here",
-        ('foo', 'require true', '}', 'rule r { } }'),
+        ('foo', 'require true', '}', 'rule r { } }', 'rule r { level blocking } }', 'rule r { require a } }'),
     ),
     "remove_syntax": (
         "a removal reads `remove rule <id>` or `remove param <name>`",

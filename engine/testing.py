@@ -26,7 +26,7 @@ import yaml
 
 from .catalogue import FactCatalogue
 from .checker import CheckedPolicy, type_problem
-from .diagnostics import InputError
+from .diagnostics import InputError, did_you_mean
 from .evaluator import prepare_policy
 from .facts import FACTS_SCHEMA_ID, validate_fact_sheet
 from .loader import load_policy
@@ -95,8 +95,15 @@ class _Located:
             raise InputError(where, None, f"invalid YAML: {problem}") from None
         self.data = self._build(node, ()) if node is not None else None
 
-    def _build(self, node, path: tuple) -> Any:
-        self.lines[path] = node.start_mark.line + 1
+    # The plain YAML types; `!!python/...` and every other tag are refused.
+    _PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq"))
+
+    def _build(self, node, path: tuple, line: int | None = None) -> Any:
+        self.lines[path] = line or node.start_mark.line + 1
+        if node.tag not in self._PLAIN_TAGS:
+            # `!!python/...` and other custom tags: refused, never constructed.
+            raise InputError(f"{self.name}:{node.start_mark.line + 1}", _yaml_path(path),
+                             f"the tag `{node.tag}` is not allowed in a test file")
         if isinstance(node, yaml.MappingNode):
             out = {}
             for key_node, value_node in node.value:
@@ -104,7 +111,8 @@ class _Located:
                 if key in out:
                     raise InputError(f"{self.name}:{key_node.start_mark.line + 1}", None,
                                      f"key `{key}` appears twice")
-                out[key] = self._build(value_node, path + (key,))
+                # a key's place is where the key is written, not where its value starts
+                out[key] = self._build(value_node, path + (key,), key_node.start_mark.line + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._build(item, path + (i,)) for i, item in enumerate(node.value)]
@@ -144,9 +152,14 @@ def _yaml_path(path: tuple) -> str:
 def run_test_file(path: str | Path, catalogue: FactCatalogue, policy_path: Path | None = None) -> TestFileResult:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(str(path), None, f"cannot be read ({err})") from None
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(str(path), None, f"cannot be read ({(err.strerror or str(err)).lower()})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}", None, "is not valid UTF-8 text") from None
     doc = _Located(str(path), text)
     data = doc.data
     if not isinstance(data, dict):
@@ -160,6 +173,8 @@ def run_test_file(path: str | Path, catalogue: FactCatalogue, policy_path: Path 
         if not isinstance(target, str):
             raise doc.error(("policy",), "expected the policy file's name")
         policy_path = path.parent / target
+        if not policy_path.is_file():
+            raise doc.error(("policy",), f"there is no policy file `{policy_path.name}` beside this test file")
     policy = load_policy(policy_path, catalogue)
     fixtures = data.get("fixtures") or {}
     if not isinstance(fixtures, dict):
@@ -207,7 +222,9 @@ def run_test_file(path: str | Path, catalogue: FactCatalogue, policy_path: Path 
                     failures.append(f"verdict: expected {want}, got {evaluation.verdict}")
                 continue
             if rule_id not in outcomes:
-                raise doc.error(at + ("expect", rule_id), f"policy {policy.version} has no rule `{rule_id}`")
+                hint = did_you_mean(str(rule_id), outcomes)
+                raise doc.error(at + ("expect", rule_id), f"policy version {policy.version} has no rule "
+                                f"`{rule_id}`" + (f"; {hint}" if hint else ""))
             got = outcomes[rule_id]
             result.coverage[rule_id].add(want)
             if got.outcome != want:
@@ -216,7 +233,9 @@ def run_test_file(path: str | Path, catalogue: FactCatalogue, policy_path: Path 
         for rule_id, text in (case.get("messages") or {}).items():
             got = outcomes.get(rule_id)
             if got is None:
-                raise doc.error(at + ("messages", rule_id), f"policy {policy.version} has no rule `{rule_id}`")
+                hint = did_you_mean(str(rule_id), outcomes)
+                raise doc.error(at + ("messages", rule_id), f"policy version {policy.version} has no rule "
+                                f"`{rule_id}`" + (f"; {hint}" if hint else ""))
             if str(text) not in got.message:
                 failures.append(f"rule `{rule_id}`: message {got.message!r} does not contain {str(text)!r}")
         result.cases.append(CaseResult(name, doc.lines.get(at, 1), tuple(failures)))

@@ -44,7 +44,6 @@ class Case:
     args: tuple[str, ...]
     expect: tuple[str, ...] = ()  # regular expressions the error line must match
     names: str | None = None  # the file the error must name (default: the first path argument)
-    xfail: str | None = None
     unchanged: tuple[str, ...] = field(default=())  # files that must keep their bytes
 
 
@@ -52,36 +51,26 @@ def check(subject: str, policy: str = V1, *extra: str) -> tuple[str, ...]:
     return ("check", subject, "--policy", policy, "-o", "{out}", *extra)
 
 
-def policy_case(name: str, *expect: str, names: str | None = None, xfail: str | None = None) -> Case:
+def policy_case(name: str, *expect: str, names: str | None = None) -> Case:
     path = f"{BAD}/policies/{name}"
-    return Case(f"policy/{name}", check(GOOD, path), expect, names or path, xfail)
+    return Case(f"policy/{name}", check(GOOD, path), expect, names or path)
 
 
-def facts_case(name: str, *expect: str, xfail: str | None = None) -> Case:
+def facts_case(name: str, *expect: str) -> Case:
     path = f"{BAD}/facts/{name}"
-    return Case(f"facts/{name}", check(path), expect, path, xfail)
+    return Case(f"facts/{name}", check(path), expect, path)
 
 
-def yaml_case(name: str, *expect: str, names: str | None = None, xfail: str | None = None) -> Case:
+def yaml_case(name: str, *expect: str, names: str | None = None) -> Case:
     path = f"{BAD}/tests/{name}"
-    return Case(f"test/{name}", ("test", path), expect, names or path, xfail)
+    return Case(f"test/{name}", ("test", path), expect, names or path)
 
-
-CLICK_IMPORT = ("engine/cli.py `_report_other` starts with `import click`, which is not installed (typer vendors "
-                "it), so this error ends in a ModuleNotFoundError traceback and exit 1")
-NON_FINITE = ("engine/facts.py and engine/report.py: a non-finite number (JSON `1e999`, YAML `.nan`, a parameter "
-              "`1e999`) is accepted, then sealing the report raises `ValueError: Out of range float values are "
-              "not JSON compliant`; with the click import bug it ends in a traceback")
-NUMBER_UNION = ("engine/facts.py: a number fact is `StrictFloat | StrictInt`; pydantic reports the one wrong value "
-                "twice, at `<path>.float` and `<path>.int`, so the path leaks a Python type and the count is off")
-JSON_CONSTANT = ("engine/facts.py `_no_constants` raises JSONDecodeError at offset 0 of the file name, so NaN and "
-                 "Infinity are reported at 1:1 instead of where they are")
 
 CASES: list[Case] = [
     # -- policies: syntax ------------------------------------------------------------
     policy_case("missing_brace.policy", r":5:3: ", "unexpected `level`", r"`\{`"),
     policy_case("unterminated_string.policy", r":7:11: ", "unterminated_string", "not closed"),
-    policy_case("unclosed_rule.policy", r":7:1: ", "end of the file"),
+    policy_case("unclosed_rule.policy", r":7:1: ", "end of file"),
     policy_case("missing_operand.policy", r":7:1: ", r"unexpected `\}`"),
     policy_case("missing_operator.policy", r":6:25: ", "unexpected `trail`"),
     policy_case("quantifier_without_colon.policy", r":6:30: ", "unexpected `c`"),
@@ -92,9 +81,7 @@ CASES: list[Case] = [
     policy_case("stray_brace.policy", r":8:1: ", r"unexpected `\}`"),
     policy_case("unexpected_character.policy", r":6:33: ", "`@`"),
     policy_case("bom_then_error.policy", r":1:8: ", "unexpected `bad`"),  # the BOM is no column
-    policy_case("empty.policy", "missing_header",
-                xfail="engine/checker.py: `missing_header` of an empty file has neither span nor file, so the "
-                      "error reads `<input>: error[missing_header]` and does not name the file"),
+    policy_case("empty.policy", "missing_header"),
     Case("policy/binary", check(GOOD, "{gen}/binary.policy"), (r"binary\.policy:1: ", "not valid UTF-8"),
          "{gen}/binary.policy"),
     Case("policy/latin1", check(GOOD, "{gen}/latin1.policy"), (r"latin1\.policy:3: ", "not valid UTF-8"),
@@ -115,9 +102,7 @@ CASES: list[Case] = [
     policy_case("duplicate_rule.policy", r":10:6: ", "duplicate_rule"),
     policy_case("field_of_list.policy", r":6:31: ", r"`declared\.components`", "`frozen`"),
     policy_case("bad_level.policy", r":5:9: ", "unknown_level", "`strict`"),
-    policy_case("huge_default.policy", r":4:23: ", xfail="engine/checker.py accepts `param limit: number = 1e999` "
-                "(lint: clean); the infinite default then breaks the report seal (ValueError, and a traceback "
-                "through the click import bug) instead of a diagnostic at the number"),
+    policy_case("huge_default.policy", r":4:23: "),
     Case("lint/missing", ("lint", f"{BAD}/policies/nowhere.policy"), ("no such policy file",)),
     Case("fmt/syntax", ("fmt", "{gen}/fmt_missing_brace.policy"), (r":5:3: ",), unchanged=("fmt_missing_brace.policy",)),
     Case("fmt/latin1", ("fmt", "{gen}/fmt_latin1.policy"), (r":3: ", "UTF-8"), unchanged=("fmt_latin1.policy",)),
@@ -128,17 +113,14 @@ CASES: list[Case] = [
     facts_case("truncated.json", r"truncated\.json:20:11: invalid JSON", "unterminated string"),
     facts_case("trailing_comma.json", r":6:1: invalid JSON"),
     facts_case("empty.json", r"empty\.json:1:1: invalid JSON"),
-    facts_case("duplicate_keys.json", r"duplicate_keys\.json:4:\d+: ", "`subject` appears twice",
-               xfail="engine/facts.py: a duplicate key is reported without its line and column"),
-    facts_case("nan.json", r"nan\.json:5:\d+: ", xfail=JSON_CONSTANT),
-    facts_case("infinity.json", r"infinity\.json:5:\d+: ", xfail=JSON_CONSTANT),
-    facts_case("huge_number.json", "vocab_overlap", xfail=NON_FINITE),
+    facts_case("duplicate_keys.json", r"duplicate_keys\.json:4:\d+: ", "`subject` appears twice"),
+    facts_case("nan.json", r"nan\.json:5:\d+: "),
+    facts_case("infinity.json", r"infinity\.json:5:\d+: "),
+    facts_case("huge_number.json", "vocab_overlap"),
     Case("facts/binary", check("{gen}/binary.json"), ("byte 0: is not valid UTF-8",), "{gen}/binary.json"),
     Case("facts/latin1", check("{gen}/latin1.json"), ("byte 58: is not valid UTF-8",), "{gen}/latin1.json"),
     Case("facts/missing", check(f"{BAD}/facts/nowhere.json"), ("no such fact sheet",)),
-    Case("facts/folder", check(f"{BAD}/facts"), (), f"{BAD}/facts",
-         xfail="a folder that holds no model (here: fact sheets) is detected as a model with `components: []`, "
-               "and round one's quantifiers pass vacuously: `check` says PASS, exit 0"),
+    Case("facts/folder", check(f"{BAD}/facts"), (), f"{BAD}/facts"),
     # -- fact sheets: envelope and facts ----------------------------------------------------
     facts_case("null_envelope.json", r": \(top level\): expected a fact sheet object, got null"),
     facts_case("top_level_list.json", r": \(top level\): expected a fact sheet object, got a list"),
@@ -151,11 +133,10 @@ CASES: list[Case] = [
     facts_case("deep_wrong_enum.json", r": facts\.components\[1\]\.match\.relation: expected one of .*`\"frozen\"`$"),
     facts_case("deep_wrong_type.json", r": facts\.components\[1\]\.match\.relation: .*got `3`$"),
     facts_case("string_for_number.json", r": facts\.components\[0\]\.match\.similarity: expected a number, "
-               r"got `\"0\.004\"`$", xfail=NUMBER_UNION),
+               r"got `\"0\.004\"`$"),
     facts_case("boolean_for_number.json", r": facts\.components\[0\]\.match\.similarity: expected a number, "
-               r"got `true`$", xfail=NUMBER_UNION),
-    facts_case("several_problems.json", r": extra: is not a field of a fact sheet \(and 2 more problems\)$",
-               xfail=NUMBER_UNION),
+               r"got `true`$"),
+    facts_case("several_problems.json", r": extra: is not a field of a fact sheet \(and 2 more problems\)$"),
     Case("diff/one_bad_sheet", ("diff", "--old", V1, "--new", V2, "-f", "json", "-o", "{out}", GOOD,
                                 f"{BAD}/facts/deep_wrong_enum.json"),
          (r"facts\.components\[1\]\.match\.relation",), f"{BAD}/facts/deep_wrong_enum.json"),
@@ -165,35 +146,28 @@ CASES: list[Case] = [
                              GOOD), (r":6:39: ",), f"{BAD}/policies/unknown_fact.policy"),
     # -- model folders (the detectors' errors, through the command line) -------------------------
     Case("model/not_safetensors", check(f"{BAD}/models/not_safetensors"), ("header",),
-         f"{BAD}/models/not_safetensors/model.safetensors", xfail=CLICK_IMPORT),
+         f"{BAD}/models/not_safetensors/model.safetensors"),
     Case("model/missing_manifest", check(f"{BAD}/models/not_safetensors", V1, "--manifest",
                                          f"{BAD}/models/nowhere.yaml"), ("manifest",),
-         f"{BAD}/models/nowhere.yaml", xfail=CLICK_IMPORT),
+         f"{BAD}/models/nowhere.yaml"),
     # -- policy test files -------------------------------------------------------------------
     yaml_case("invalid_yaml.test.yaml", r":5:5: invalid YAML"),
     yaml_case("tab_indent.test.yaml", r":3:1: invalid YAML"),
     yaml_case("empty.test.yaml", r":1: \(top level\): a test file is a mapping"),
     yaml_case("not_a_mapping.test.yaml", r":1: \(top level\): a test file is a mapping"),
-    yaml_case("unknown_key.test.yaml", r"unknown_key\.test\.yaml:2: ", "unknown key `case`",
-                   xfail="engine/testing.py places a key at its value's line: `case:` on line 2 is reported "
-                         "at line 3, where its list starts"),
+    yaml_case("unknown_key.test.yaml", r"unknown_key\.test\.yaml:2: ", "unknown key `case`"),
     yaml_case("unknown_case_key.test.yaml", r":5: cases\[0\]\.expected: unknown key `expected`"),
     yaml_case("duplicate_key.test.yaml", r":6: ", "`expect` appears twice"),
     yaml_case("missing_fixture.test.yaml", r":6: cases\[0\]\.facts: no fixture `large`"),
     yaml_case("bad_outcome.test.yaml", r":5: cases\[0\]\.expect\.frozen: `passed` is not an outcome"),
     yaml_case("unknown_rule.test.yaml", r":5: cases\[0\]\.expect\.frozn: ", "no rule `frozn`"),
-    yaml_case("bad_facts.test.yaml", r":5: cases\[0\]\.facts: facts\.components\[0\]\.match\.relation: "),
+    yaml_case("bad_facts.test.yaml", r":4: cases\[0\]\.facts: facts\.components\[0\]\.match\.relation: "),
     yaml_case("bad_param.test.yaml", r":5: cases\[0\]\.params\.limit: ", "parameter `limit` is a number"),
     yaml_case("bad_set_path.test.yaml", r":5: ", "there is no item 3"),
-    yaml_case("missing_policy.test.yaml", "no such policy file", names=f"{BAD}/tests/nowhere.policy"),
-    yaml_case("nan_fact.test.yaml", r":\d+: ", "similarity", xfail=NON_FINITE),
-    yaml_case("python_tag.test.yaml", r":4:\d*", "tag",
-                   xfail="engine/testing.py builds sequences and mappings itself and ignores their tags, so "
-                         "`!!python/object/apply:os.system [...]` is silently read as a plain list (nothing runs) "
-                         "instead of refused as SafeLoader would"),
-    Case("test/latin1", ("test", "{gen}/latin1.test.yaml"), ("UTF-8",), "{gen}/latin1.test.yaml",
-         xfail="engine/testing.py reports an undecodable test file with Python's codec message "
-               "(`cannot be read ('utf-8' codec can't decode byte 0xe9 in position 24 ...)`)"),
+    yaml_case("missing_policy.test.yaml", r"missing_policy\.test\.yaml:\d+: policy: ", "no policy file `nowhere.policy`"),
+    yaml_case("nan_fact.test.yaml", r":\d+: ", "similarity"),
+    yaml_case("python_tag.test.yaml", r":3: ", "tag"),
+    Case("test/latin1", ("test", "{gen}/latin1.test.yaml"), ("UTF-8",), "{gen}/latin1.test.yaml"),
     Case("test/missing", ("test", f"{BAD}/tests/nowhere"), ("no such test file or folder",)),
     Case("test/no_tests", ("test", f"{BAD}/policies"), (r"no \*\.test\.yaml files",)),
     # -- command-line values -------------------------------------------------------------------
@@ -209,7 +183,7 @@ CASES: list[Case] = [
     Case("set/fact_path", check(GOOD, V2, "--set", "tokenizer_overlap_limit=trail.checkpoints"),
          ("not a plain value",), "--set"),
     Case("set/infinite", check(GOOD, V2, "--set", "tokenizer_overlap_limit=1e999"), ("`tokenizer_overlap_limit`",),
-         "--set", xfail=NON_FINITE),
+         "--set"),
     Case("set_old/unknown", ("diff", "--old", V1, "--new", V2, "--set-old", "own_references=[]", "-o", "{out}", GOOD),
          ("unknown parameter `own_references`",), "--set"),
     Case("format/unknown", check(GOOD, V1, "--format", "xml"), ("`xml`", "table, json, markdown, html"), "--format"),
@@ -226,8 +200,7 @@ def _ids(cases):
 
 def _params():
     for case in CASES:
-        marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
-        yield pytest.param(case, id=case.id, marks=marks)
+        yield pytest.param(case, id=case.id)
 
 
 def test_the_corpus_is_large_and_every_file_is_used():
@@ -297,10 +270,6 @@ def _error_line(capsys, *args: str) -> str:
     return capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason="engine/parser.py: Lark's `match_examples` compares whole LALR parser states "
-                   "(the full stack), and the snippets of engine/syntax_examples.py start at the top of a file with "
-                   "nothing before them; a header line, or an earlier field in the same rule, changes the stack, so "
-                   "in a real policy no syntax error gets its friendly label")
 @pytest.mark.parametrize("name,code", [("missing_operand.policy", "missing_condition_operand"),
                                        ("missing_operator.policy", "missing_operator"),
                                        ("unknown_rule_field.policy", "unknown_rule_field"),
@@ -318,16 +287,12 @@ def test_syntax_errors_after_the_header_are_classified(capsys, monkeypatch, name
     assert diag["code"] == code
 
 
-@pytest.mark.xfail(strict=True, reason="engine/catalogue.py `Type.describe` appends `s` to the element's words: "
-                   "`a list of group of factss`")
 def test_type_words_read_well(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     line = _error_line(capsys, "check", GOOD, "--policy", f"{BAD}/policies/field_of_list.policy")
     assert "factss" not in line
 
 
-@pytest.mark.xfail(strict=True, reason="engine/cli.py `_parse_sets` names every override `--set`, also those of "
-                   "`diff --set-old` / `--set-new`")
 def test_diff_overrides_are_named_by_their_option(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     line = _error_line(capsys, "diff", "--old", V1, "--new", V2, "--set-new", "nothing=1", GOOD)

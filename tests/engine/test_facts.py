@@ -93,17 +93,12 @@ def test_four_problems_say_three_more_and_report_the_first_by_path(catalogue):
     assert err.problem.startswith("is not a field of a fact sheet")
 
 
-@pytest.mark.xfail(strict=True, reason="engine/facts.py: a number fact is `StrictFloat | StrictInt`, so pydantic "
-                   "reports one wrong value twice, as `<path>.float` and `<path>.int`: the path leaks the union "
-                   "member and the problem is counted twice")
 def test_a_wrong_number_is_one_problem_at_its_own_path(catalogue):
     err = problem(envelope({"components": [component(similarity="0.9")]}), catalogue)
     assert err.place == "facts.components[0].match.similarity"
     assert err.problem == 'expected a number, got `"0.9"`'
 
 
-@pytest.mark.xfail(strict=True, reason="engine/facts.py sorts problems by the string form of each path part, "
-                   "so components[10] is reported before components[2]")
 def test_problems_are_ordered_by_list_index_as_numbers(catalogue):
     comps = [component() for _ in range(11)]
     comps[2]["kind"] = "decoder"
@@ -269,9 +264,6 @@ def test_the_schema_id_is_checked(catalogue):
     assert "`originality.facts/1`" in err.problem
 
 
-@pytest.mark.xfail(strict=True, reason="engine/facts.py: a NaN or infinite number (Python floats, YAML `.nan`, "
-                   "JSON `1e999`) passes validation and then breaks the digest (`ValueError: Out of range float "
-                   "values are not JSON compliant`) instead of an InputError at its path")
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_numbers_are_refused_at_their_path(catalogue, value):
     err = problem(envelope({"components": [component(similarity=value)]}), catalogue)
@@ -311,8 +303,6 @@ def test_json_constants_are_refused(tmp_path, constant):
     assert str(path) in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="engine/facts.py `_no_constants` raises a JSONDecodeError at offset 0 of the "
-                   "file's name, so a NaN on line 3 is reported at 1:1")
 def test_a_json_constant_is_reported_where_it_is(tmp_path):
     path = tmp_path / "x.json"
     path.write_text('{\n  "a": 1,\n  "b": NaN\n}\n', encoding="utf-8")
