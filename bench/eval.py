@@ -4,7 +4,7 @@ Times, in one run and over the same sheets:
   engine   - the compiled policy, every rule's outcome, message, witnesses and evidence
              (fact paths, values, detector, method) materialised;
   outcomes - the same, reading outcomes and messages only (evidence left unread);
-  baseline - a hand-written plain-Python version of the same ten rules producing the same
+  baseline - a hand-written plain-Python version of the same eleven rules producing the same
              outcomes and the same evidence paths and values.
 The engine's outcomes are checked against the baseline's on every sheet.
 
@@ -188,6 +188,17 @@ def baseline(facts: dict) -> dict:
             v = v.get(k) if isinstance(v, dict) else None
         ev.append((path + "." + ".".join(keys), v))
         return v
+
+    if comps is None:
+        out["backbone_found"] = ("indeterminate", [("components", None)])
+    else:
+        ev, kinds = [], []
+        for i, c in enumerate(comps):
+            kind = c.get("kind")
+            ev.append((f"components[{i}].kind", kind))
+            kinds.append(None if kind is None else kind in BACKBONE)
+        found = None if None in kinds else sum(kinds) >= 1
+        out["backbone_found"] = ({True: "pass", False: "fail", None: "indeterminate"}[found], ev)
 
     def overseas(c, p, ev):
         f = _in(read(ev, p, c, "kind"), BACKBONE)
