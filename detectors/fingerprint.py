@@ -38,6 +38,7 @@ __all__ = [
     "constant_family",
     "fingerprint_tensor",
     "plan",
+    "feature_block",
     "vector_indices",
     "write_fingerprint",
     "read_fingerprint",
@@ -75,6 +76,8 @@ _PASS_BYTES = 32 << 20
 # Tensors up to this many elements may get a full pass in the constant check.
 _SMALL = 1 << 24
 
+# Ranges up to this size are sampled by a full seeded shuffle.
+_SHUFFLE_LIMIT = 1 << 16
 # Salts of the seeded samples; changing them changes every fingerprint (bump FORMAT).
 _SEED = 0x6F726967696E616C  # "original"
 _SALT_UNITS_R, _SALT_FEATURES_R, _SALT_UNITS_C, _SALT_FEATURES_C, _SALT_VECTOR, _SALT_PROBE = range(1, 7)
@@ -92,24 +95,37 @@ def _mix(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-def _keys(n: int, salt: int) -> np.ndarray:
-    seed = _mix(np.array([_SEED ^ salt], dtype=np.uint64))[0]
-    return _mix(np.arange(n, dtype=np.uint64) ^ seed)
+def _seed(salt: int) -> np.uint64:
+    return _mix(np.array([_SEED ^ salt], dtype=np.uint64))[0]
 
 
 def sample_indices(n: int, k: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
-    """k of range(n) chosen by seeded keys, ascending, and a mask of the first half drawn.
+    """k of range(n) drawn by a seeded integer hash, ascending, and a mask of the first
+    half drawn.
 
     The mask splits the sample into two disjoint random halves (used to match units on
     one half and test them on the other). Same (n, k, salt), same indices, everywhere.
+    Small ranges are shuffled whole; large ones are drawn with rejection of repeats, so
+    the cost depends on k, not on n.
     """
     k = min(k, n)
-    keys = _keys(n, salt)
-    order = np.argsort(keys, kind="stable")[:k]
-    first = np.zeros(n, dtype=bool)
-    first[order[: k // 2]] = True
+    seed = _seed(salt)
+    if n <= _SHUFFLE_LIMIT or 4 * k >= n:
+        order = np.argsort(_mix(np.arange(n, dtype=np.uint64) ^ seed), kind="stable")[:k]
+    else:
+        draws = 2 * k + 16
+        while True:
+            cand = (_mix(np.arange(draws, dtype=np.uint64) ^ seed) % np.uint64(n)).astype(np.int64)
+            _, first = np.unique(cand, return_index=True)
+            order = cand[np.sort(first)][:k]
+            if order.size == k:
+                break
+            draws *= 2
     chosen = np.sort(order)
-    return chosen.astype(np.int64), first[chosen]
+    # The first k // 2 drawn form the matching half.
+    half = np.zeros(k, dtype=bool)
+    half[np.searchsorted(chosen, np.sort(order[: k // 2]))] = True
+    return chosen.astype(np.int64), half
 
 
 # --- decoding ---------------------------------------------------------------------
@@ -283,7 +299,9 @@ def constant_family(dtype: str, native: np.ndarray) -> str | None:
         rows = decode(dtype, mat[picks_r])
         if np.all(np.isfinite(rows)) and _sinusoidal(rows, tol_s):
             return "sinusoid"
-        cols = decode(dtype, np.ascontiguousarray(mat[:, picks_c].T))
+        # Columns are checked on a window of leading rows: a strided read of the whole
+        # tensor would cost as much as hashing it.
+        cols = decode(dtype, np.ascontiguousarray(mat[:64, picks_c].T))
         if np.all(np.isfinite(cols)) and _sinusoidal(cols, tol_s):
             return "sinusoid"
     return None
@@ -312,6 +330,8 @@ class TensorPrint:
     cols: str | None = None
     constant: str | None = None
     sketches: dict[str, np.ndarray] = field(default_factory=dict)
+    # Matching's derived arrays, computed once per reference tensor; never stored.
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def numel(self) -> int:
@@ -335,17 +355,39 @@ class Gathered:
     """
 
     values: dict[str, np.ndarray] = field(default_factory=dict)
+    # Derived arrays that matching computes once per tensor and shares across partners.
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+def feature_block(n: int, m: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
+    """m consecutive indices of range(n) at a seeded offset, and a seeded random half.
+
+    Features are a contiguous block so that gathering every unit on them touches a few
+    cache lines per row rather than the whole tensor: the streaming pass then costs
+    little beyond hashing. Under independence any fixed feature set is as good as
+    another (the test relies on exchangeability, not on randomness of the set).
+    """
+    m = min(m, n)
+    start = int(_seed(salt) % np.uint64(n - m + 1))
+    order = np.argsort(_mix(np.arange(m, dtype=np.uint64) ^ _seed(salt + 100)), kind="stable")
+    half = np.zeros(m, dtype=bool)
+    half[order[: m // 2]] = True
+    return np.arange(start, start + m, dtype=np.int64), half
 
 
 def _plan(shape: tuple[int, ...]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per orientation: (unit indices, feature indices, first-half mask of the features)."""
+    """Per orientation: (unit indices, feature indices, first-half mask of the features).
+
+    R: units are rows, features a block of columns; C: units are columns, features a
+    block of rows.
+    """
     if len(shape) < 2:
         return {}
     r, c = shape[0], math.prod(shape[1:])
     units_r, _ = sample_indices(r, UNITS, _SALT_UNITS_R)
-    feats_r, half_r = sample_indices(c, FEATURES, _SALT_FEATURES_R)
+    feats_r, half_r = feature_block(c, FEATURES, _SALT_FEATURES_R)
     units_c, _ = sample_indices(c, UNITS, _SALT_UNITS_C)
-    feats_c, half_c = sample_indices(r, FEATURES, _SALT_FEATURES_C)
+    feats_c, half_c = feature_block(r, FEATURES, _SALT_FEATURES_C)
     return {"R": (units_r, feats_r, half_r), "C": (units_c, feats_c, half_c)}
 
 
@@ -411,10 +453,10 @@ def fingerprint_tensor(
         if canon_hash is not None:
             canon_hash.update(np.ascontiguousarray(canonical_codes(dtype, block)).view(np.uint8))
         if matrix:
-            slab_r[r0:r1] = block[:, feats_r]
-            lo, hi = np.searchsorted(feats_c, [r0, r1])
+            slab_r[r0:r1] = block[:, feats_r[0] : feats_r[-1] + 1]
+            lo, hi = max(r0, feats_c[0]), min(r1, feats_c[-1] + 1)
             if hi > lo:
-                slab_c[lo:hi] = mat[feats_c[lo:hi]]
+                slab_c[lo - feats_c[0] : hi - feats_c[0]] = mat[lo:hi]
         if release is not None:
             release(b0, b1)
     raw_digest = _hex(raw_hash)

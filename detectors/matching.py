@@ -6,10 +6,12 @@ permutation-calibrated unit-matching test per layer, Fisher-combined, against a 
 
 from __future__ import annotations
 
+import ctypes
 import math
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -45,7 +47,10 @@ __all__ = [
     "trace_test",
     "aligned_test",
     "matched_test",
+    "prepare_candidate",
+    "prepare_reference",
     "fisher_log",
+    "single_threaded_blas",
 ]
 
 # Decision margins (provenance notes): derived when the combined p < 1e-12 or one layer's
@@ -69,15 +74,61 @@ _PIXEL_INPUT = re.compile(r"patch", re.IGNORECASE)
 
 # --- statistics ---------------------------------------------------------------------
 
+_BLAS_CALLS = (
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+)
+
+
+def _blas_libraries() -> list[tuple[Any, Any]]:
+    """(get, set) thread-count functions of every OpenBLAS loaded in this process."""
+    found = []
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
+    except OSError:
+        return found
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get, put in _BLAS_CALLS:
+            if hasattr(lib, get) and hasattr(lib, put):
+                found.append((getattr(lib, get), getattr(lib, put)))
+                break
+    return found
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run BLAS on one thread: the products here are small (32 units x 64 features x n),
+    and waking a thread pool for each costs ten times the product on a busy machine.
+    Restores the previous counts; a no-op where OpenBLAS cannot be found."""
+    libs = _blas_libraries()
+    saved = []
+    for get, put in libs:
+        saved.append(int(get()))
+        put(1)
+    try:
+        yield
+    finally:
+        for (_get, put), count in zip(libs, saved):
+            put(count)
+
+
 
 def _standardize_features(x: np.ndarray) -> np.ndarray:
     """Each feature (column) centred and scaled over units, so a feature-wise scale
-    profile shared by unrelated models (token frequency, rotary band) carries no weight."""
-    x = x.astype(np.float64, copy=True)
+    profile shared by unrelated models (token frequency, rotary band) carries no weight.
+    float32, as candidates can have 100k units."""
+    x = np.array(x, dtype=np.float32)
     if x.shape[0] < 2:
         return x
-    x -= x.mean(axis=0, keepdims=True)
-    sd = x.std(axis=0, keepdims=True)
+    x -= x.mean(axis=0)
+    sd = np.sqrt(np.einsum("ij,ij->j", x, x) / np.float32(x.shape[0]))
     sd[sd == 0] = 1.0
     x /= sd
     return x
@@ -85,78 +136,102 @@ def _standardize_features(x: np.ndarray) -> np.ndarray:
 
 def _unit_normalize(x: np.ndarray) -> np.ndarray:
     """Each unit (row) centred and scaled to length one: dot products are Pearson r."""
-    x = x - x.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    x = x.astype(np.float64) - x.mean(axis=1, keepdims=True, dtype=np.float64)
+    norm = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
     norm[norm == 0] = np.inf
     return x / norm
 
 
 def trace_test(xn: np.ndarray, yn: np.ndarray) -> tuple[float, float]:
-    """(log p, mean r) of paired unit rows (K x q, unit-normalised) under feature exchange.
+    """(log p, mean r) of paired unit rows (K x q, each centred and of length one) under
+    exchangeable features.
 
     T = sum_i r_i = trace(M) with M = xn' yn. If the candidate's features were
     exchangeable with respect to the reference's (true for independent models: hidden
     units and residual dimensions carry arbitrary labels), T is one draw of
-    sum_k M[k, pi(k)] over a uniform permutation pi; Hoeffding's combinatorial CLT gives
-    its exact mean and variance and an asymptotically normal tail. One-sided.
+    sum_k M[k, pi(k)] over a uniform permutation pi. Hoeffding's combinatorial CLT gives
+    its exact moments and an asymptotically normal tail; with centred rows, M has zero
+    row and column sums, so the mean is 0 and the variance ||M||^2 / (q - 1), where
+    ||M||^2 = sum((xn xn') * (yn yn')) needs only K x K products. One-sided.
     """
     k, q = xn.shape
     if k == 0 or q < 3:
         return 0.0, 0.0
-    m = xn.T @ yn
-    t = float(np.trace(m))
-    d = m - m.mean(axis=1, keepdims=True) - m.mean(axis=0, keepdims=True) + m.mean()
-    mean = float(m.sum()) / q
-    var = float(np.square(d).sum()) / (q - 1)
+    t = float(np.einsum("ij,ij->", xn, yn))
+    var = float(np.einsum("ij,ij->", xn @ xn.T, yn @ yn.T)) / (q - 1)
     if var <= 0.0:
         return 0.0, t / k
-    z = (t - mean) / math.sqrt(var)
-    return float(log_ndtr(-z)), t / k
+    return float(log_ndtr(-t / math.sqrt(var))), t / k
 
 
 def aligned_test(ref: np.ndarray, cand: np.ndarray, standardize: bool = True) -> tuple[float, float]:
-    """Same units, same features (the same-name centred correlation, calibrated)."""
-    x = _standardize_features(ref) if standardize else ref.astype(np.float64)
-    y = cand.astype(np.float64)
-    return trace_test(_unit_normalize(x), _unit_normalize(y))
+    """Same units, same features (the same-name centred correlation, calibrated).
+    `cand` is expected already standardised (see `prepare_candidate`)."""
+    x = _standardize_features(ref) if standardize else ref
+    return trace_test(_unit_normalize(x), _unit_normalize(cand))
 
 
 def _assign(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One-to-one assignment of reference units (rows) to candidate units maximising score.
 
     Rectangular: works when the candidate has more units (or, pruned, fewer) than sampled.
-    Restricted to each row's best few columns, which keeps it cheap for 100k-unit axes.
+    When every row's best column is distinct that is the optimum; otherwise the Hungarian
+    method runs on each row's best few columns, which keeps 100k-unit axes cheap.
     """
     k, n = score.shape
+    best = np.argmax(score, axis=1)
+    if np.unique(best).size == k:
+        return np.arange(k), best
     top = min(_TOP, n)
     if n > top:
-        best = np.argpartition(-score, top - 1, axis=1)[:, :top]
-        cols = np.unique(best)
+        cols = np.unique(np.argpartition(-score, top - 1, axis=1)[:, :top])
     else:
         cols = np.arange(n)
     rows, picked = linear_sum_assignment(-score[:, cols])
     return rows, cols[picked]
 
 
-def matched_test(ref: np.ndarray, cand_all: np.ndarray, first: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+def prepare_candidate(cand_all: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A candidate's units on the sampled features: standardised per feature, and
+    unit-normalised on the matching half. Computed once per tensor, shared by partners."""
+    y = _standardize_features(cand_all)
+    y1 = y[:, first]
+    y1 -= y1.mean(axis=1, keepdims=True)
+    norm = np.sqrt(np.einsum("ij,ij->i", y1, y1))[:, None]
+    norm[norm == 0] = np.inf
+    y1 /= norm
+    return y, y1
+
+
+def prepare_reference(ref: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A reference sketch standardised per feature (float64), and its units
+    unit-normalised on the matching half (float32, for the product with candidates)."""
+    x = _standardize_features(ref).astype(np.float64)
+    return x, _unit_normalize(x[:, first]).astype(np.float32)
+
+
+def matched_test(
+    ref: np.ndarray | tuple[np.ndarray, np.ndarray],
+    prepared: tuple[np.ndarray, np.ndarray],
+    first: np.ndarray,
+) -> tuple[float, float, np.ndarray, np.ndarray]:
     """Hidden units matched on one half of the features, tested on the other half.
 
-    ref: K x m reference units; cand_all: n x m, every candidate unit on the same
-    features; first: mask of the half used for matching. The test half never informed
-    the assignment, so `trace_test` stays exact under the null whatever the matching
-    did. Signs are taken from the matching half (a unit may be negated). Returns
-    (log p, mean r, reference rows, matched candidate rows).
+    ref: K x m reference units (or its `prepare_reference`); prepared:
+    `prepare_candidate` of every candidate unit on the same features; first: mask of the
+    half used for matching. The test half never informed the assignment, so
+    `trace_test` stays exact under the null whatever the matching did. Signs come from
+    the matching half (a unit may be negated). Returns (log p, mean r, reference rows,
+    matched candidate rows).
     """
-    x = _standardize_features(ref)
-    y = _standardize_features(cand_all)
-    s1, s2 = first, ~first
-    if s1.sum() < 3 or s2.sum() < 3:
+    y, y1 = prepared
+    s2 = ~first
+    if first.sum() < 3 or s2.sum() < 3:
         return 0.0, 0.0, np.zeros(0, int), np.zeros(0, int)
-    x1 = _unit_normalize(x[:, s1]).astype(np.float32)
-    y1 = _unit_normalize(y[:, s1]).astype(np.float32)
+    x, x1 = ref if isinstance(ref, tuple) else prepare_reference(ref, first)
     corr = x1 @ y1.T
     rows, cols = _assign(np.abs(corr))
-    sign = np.sign(corr[rows, cols])
+    sign = np.sign(corr[rows, cols]).astype(np.float64)
     sign[sign == 0] = 1.0
     x2 = _unit_normalize(x[rows][:, s2]) * sign[:, None]
     y2 = _unit_normalize(y[cols][:, s2])
@@ -390,10 +465,11 @@ class PairMatcher:
     def _test(tp: TensorPrint, gathered: Gathered, partner: TensorPrint) -> tuple[float, float]:
         """(log p, similarity) of one tensor against one partner, Bonferroni over the tests run."""
         results: list[tuple[float, float]] = []
+        planned = 1
         if len(tp.shape) == 1:
             if "V" in partner.sketches and "V" in gathered.values and partner.shape == tp.shape:
                 x = decode(partner.dtype, partner.sketches["V"])[None, :]
-                results.append(aligned_test(x, gathered.values["V"][None, :], standardize=False))
+                results.append(aligned_test(x.astype(np.float64), gathered.values["V"][None, :], standardize=False))
         else:
             primary, fallback = _orientations(tp.name, tp.shape)
             r, c = tp.shape[0], math.prod(tp.shape[1:])
@@ -402,22 +478,30 @@ class PairMatcher:
             key = primary if usable[primary] else fallback if usable[fallback] else None
             if key is not None and key in partner.sketches and key in gathered.values:
                 units, _feats, first = plan(partner.shape)[key]
-                x = decode(partner.dtype, partner.sketches[key])
-                if x.shape[0] >= 3:
-                    cand = gathered.values[key]
+                if partner.sketches[key].shape[0] >= 3:
+                    ref_prep = partner.cache.get(key)
+                    if ref_prep is None:
+                        x = decode(partner.dtype, partner.sketches[key])
+                        ref_prep = partner.cache[key] = prepare_reference(x, first)
+                    prepared = gathered.cache.get(key)
+                    if prepared is None:
+                        prepared = gathered.cache[key] = prepare_candidate(gathered.values[key], first)
+                    planned = 1
                     if (r, c) == (pr, pc):
-                        y = _standardize_features(cand)[units]
-                        lp, sim = aligned_test(x, y)
+                        planned = 2
+                        results.append(trace_test(_unit_normalize(ref_prep[0]), _unit_normalize(prepared[0][units])))
+                    # A same-position tie already beyond doubt needs no search for moved units
+                    # (the Bonferroni count still includes the test skipped).
+                    if not results or results[0][0] >= _LOG_DERIVED_COMBINED:
+                        lp, sim, _, _ = matched_test(ref_prep, prepared, first)
                         results.append((lp, sim))
-                    lp, sim, _, _ = matched_test(x, cand, first)
-                    results.append((lp, sim))
         if not results:
             return 0.0, 0.0
         log_p, sim = min(results, key=lambda ls: ls[0])
         if log_p > _LOG_INDEPENDENT_LAYER:
             # Nothing significant: report the plain same-position similarity if there is one.
             sim = results[0][1]
-        return _bonferroni(log_p, len(results)), min(1.0, max(0.0, sim))
+        return _bonferroni(log_p, max(planned, len(results))), min(1.0, max(0.0, sim))
 
     def result(self) -> PairResult:
         return _pair_result(self)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import mmap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -25,6 +26,7 @@ from detectors.matching import (
     PairMatcher,
     decide_component,
     reference_components,
+    single_threaded_blas,
 )
 
 __all__ = ["WeightsDetector", "round_sig"]
@@ -93,7 +95,8 @@ class _Pages:
 
 
 def _stream(model: Any) -> Iterator[tuple[Any, memoryview, Callable[[int, int], None] | None]]:
-    """Every tensor with its bytes and a page-release callback, in file and offset order."""
+    """Every tensor with its bytes and a page-release callback, in file and offset order.
+    The consumer releases each view (`_done_with`) once it has read it."""
     infos = list(model.tensors.values())
     if not all(hasattr(i, "file") and hasattr(i, "start") and hasattr(i, "end") for i in infos):
         for info, raw in model.iter_tensors():
@@ -104,16 +107,16 @@ def _stream(model: Any) -> Iterator[tuple[Any, memoryview, Callable[[int, int], 
     pages = _Pages()
     try:
         for info in infos:
-            raw, release = pages.view(info)
-            try:
-                yield info, raw, release
-            finally:
-                try:
-                    raw.release()
-                except BufferError:
-                    pass  # something still holds a view; it goes when that does
+            yield (info, *pages.view(info))
     finally:
         pages.close()
+
+
+def _done_with(raw: memoryview) -> None:
+    try:
+        raw.release()
+    except BufferError:
+        pass  # something still holds a view; the map goes when that does
 
 
 def _restricted(names: Any, components: Mapping[str, str] | None) -> list[str]:
@@ -175,23 +178,9 @@ class WeightsDetector:
             rc for ref in context.references for rc in reference_components(ref, read_fingerprint(ref.path))
         ]
         shapes = {name: tuple(info.shape) for name, info in model.tensors.items()}
-        owner = {t: c.name for c in components for t in c.tensors}
         matchers = {c.name: [PairMatcher(c, shapes, rc) for rc in ref_components] for c in components}
-        constants: dict[str, int] = {c.name: 0 for c in components}
-        total, done = model.total_bytes, 0
-        for info, raw, release in _stream(model):
-            comp = owner[info.name]
-            needs_slices = any(m.partners.get(info.name) for m in matchers[comp])
-            tp, gathered = fingerprint_tensor(
-                info.name, info.dtype, info.shape, raw, gather=needs_slices, release=release
-            )
-            evidence = [m.add(tp, gathered) for m in matchers[comp]]
-            if tp.constant is not None or any(e.constant for e in evidence):
-                constants[comp] += 1
-            del gathered
-            done += info.nbytes
-            if context.progress is not None:
-                context.progress(done, total)
+        with single_threaded_blas():
+            constants = self._match_stream(model, context, components, matchers)
         facts = [
             self._component_facts(
                 c, model, constants[c.name],
@@ -207,6 +196,52 @@ class WeightsDetector:
             },
             "components": sorted(facts, key=lambda f: f["name"]),
         }
+
+    @staticmethod
+    def _match_stream(
+        model: Any, context: DetectContext, components: tuple[Component, ...], matchers: dict[str, list[PairMatcher]]
+    ) -> dict[str, int]:
+        """One pass: fingerprint each tensor and feed it to its component's matchers.
+        Returns the count of deterministic (discounted) tensors per component."""
+        owner = {t: c.name for c in components for t in c.tensors}
+        constants = {c.name: 0 for c in components}
+        total, done = model.total_bytes, 0
+
+        def read(item: tuple[Any, memoryview, Any]) -> tuple[Any, Any, Any]:
+            info, raw, release = item
+            wanted = any(m.partners.get(info.name) for m in matchers[owner[info.name]])
+            try:
+                tp, gathered = fingerprint_tensor(info.name, info.dtype, info.shape, raw, gather=wanted, release=release)
+            finally:
+                _done_with(raw)
+            return info, tp, gathered
+
+        # Two stages: a worker hashes and samples the next tensor while this thread matches
+        # the last one; hashing and numpy both release the GIL, so the two cores overlap.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            stream = _stream(model)
+            ahead = None
+            for item in stream:
+                current = pool.submit(read, item)
+                if ahead is not None:
+                    done += WeightsDetector._take(ahead.result(), matchers, owner, constants)
+                    if context.progress is not None:
+                        context.progress(done, total)
+                ahead = current
+            if ahead is not None:
+                done += WeightsDetector._take(ahead.result(), matchers, owner, constants)
+                if context.progress is not None:
+                    context.progress(done, total)
+        return constants
+
+    @staticmethod
+    def _take(read: tuple[Any, Any, Any], matchers: dict[str, list[PairMatcher]], owner: dict[str, str], constants: dict[str, int]) -> int:
+        info, tp, gathered = read
+        comp = owner[info.name]
+        evidence = [m.add(tp, gathered) for m in matchers[comp]]
+        if tp.constant is not None or any(e.constant for e in evidence):
+            constants[comp] += 1
+        return info.nbytes
 
     @staticmethod
     def _component_facts(c: Component, model: Any, constants: int, decision: ComponentMatch) -> dict[str, Any]:
@@ -254,6 +289,7 @@ class WeightsDetector:
         for info, raw, release in _stream(model):
             if info.name in wanted:
                 prints[info.name] = fingerprint_tensor(info.name, info.dtype, info.shape, raw, release=release)[0]
+            _done_with(raw)
         fp = Fingerprint(
             components=component_entries(groups),
             tensors=prints,
