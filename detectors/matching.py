@@ -308,7 +308,10 @@ class TensorEvidence:
     name: str
     parameters: int
     constant: bool = False
-    identical: str | None = None  # how: digest, cast, permuted, cast+permuted
+    # How reuse was established: `digest` (bytes), `cast` (bf16-grid digest), `permuted`
+    # (multiset digest of units on the sampled features), `sampled-cast`,
+    # `sampled-cast+permuted` (sampled units equal within cast rounding).
+    identical: str | None = None
     log_p: float | None = None  # tested: log p of independence (Bonferroni within)
     similarity: float | None = None
     partner: str | None = None
@@ -338,17 +341,17 @@ def _orientations(name: str, shape: tuple[int, ...]) -> tuple[str, str]:
 
 def _tolerant_units(ref: TensorPrint, key: str, cand: np.ndarray, cand_dtype: str) -> str | None:
     """Whether the reference's sampled units reappear in the candidate within cast rounding:
-    `cast` at the same positions, `cast+permuted` at other unit positions."""
+    `sampled-cast` at the same positions, `sampled-cast+permuted` at other unit positions."""
     x = decode(ref.dtype, ref.sketches[key])
     units = plan(ref.shape)[key][0]
     tol = cast_tolerance(ref.dtype, cand_dtype, x)
     if np.all(np.abs(cand[units] - x) <= tol):
-        return "cast"
+        return "sampled-cast"
     xn = _unit_normalize(x.astype(np.float64)).astype(np.float32)
     yn = _unit_normalize(cand.astype(np.float64)).astype(np.float32)
     best = np.argmax(xn @ yn.T, axis=1)
     if np.all(np.abs(cand[best] - x) <= tol):
-        return "cast+permuted"
+        return "sampled-cast+permuted"
     return None
 
 
@@ -454,7 +457,7 @@ class PairMatcher:
             if key == "V":
                 x = decode(partner.dtype, partner.sketches["V"])
                 if np.all(np.abs(gathered.values["V"] - x) <= cast_tolerance(partner.dtype, tp.dtype, x)):
-                    return "cast"
+                    return "sampled-cast"
                 continue
             how = _tolerant_units(partner, key, gathered.values[key], tp.dtype)
             if how:
