@@ -5,6 +5,7 @@ Stored as JSON plus one little-endian binary file (no pickle); computed one tens
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -99,6 +100,7 @@ def _seed(salt: int) -> np.uint64:
     return _mix(np.array([_SEED ^ salt], dtype=np.uint64))[0]
 
 
+@functools.lru_cache(maxsize=4096)
 def sample_indices(n: int, k: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
     """k of range(n) drawn by a seeded integer hash, ascending, and a mask of the first
     half drawn.
@@ -121,11 +123,13 @@ def sample_indices(n: int, k: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
             if order.size == k:
                 break
             draws *= 2
-    chosen = np.sort(order)
+    chosen = np.sort(order).astype(np.int64)
     # The first k // 2 drawn form the matching half.
     half = np.zeros(k, dtype=bool)
     half[np.searchsorted(chosen, np.sort(order[: k // 2]))] = True
-    return chosen.astype(np.int64), half
+    chosen.setflags(write=False)  # cached: shared by every caller
+    half.setflags(write=False)
+    return chosen, half
 
 
 # --- decoding ---------------------------------------------------------------------
@@ -291,7 +295,8 @@ def constant_family(dtype: str, native: np.ndarray) -> str | None:
             family = _sequence(every, tol, not floating) if np.all(np.isfinite(every)) else None
             if family:
                 return family
-    if floating and native.ndim >= 2:
+    # fp8 rounds too coarsely (6-12 %) for the sinusoid test to tell tables from weights.
+    if floating and native.ndim >= 2 and tol <= 0.02:
         mat = native.reshape(native.shape[0], -1)
         picks_r, _ = sample_indices(mat.shape[0], 8, _SALT_PROBE)
         picks_c, _ = sample_indices(mat.shape[1], 8, _SALT_PROBE)

@@ -434,5 +434,40 @@ def test_public_api_is_pinned():
         "DERIVED_COMBINED", "DERIVED_LAYER", "INDEPENDENT_LAYER", "IDENTICAL_SHARE", "MIN_EVIDENCE",
         "ReferenceComponent", "TensorEvidence", "LayerEvidence", "PairResult", "ComponentMatch",
         "reference_components", "PairMatcher", "decide_component", "trace_test", "aligned_test", "matched_test",
-        "prepare_candidate", "prepare_reference", "fisher_log", "single_threaded_blas",
+        "prepare_candidate", "prepare_reference", "fisher_log", "log_normal_sf", "log_chi2_sf_even",
+        "single_threaded_blas",
     ])
+
+
+def test_closed_form_tails_agree_with_scipy():
+    from scipy.special import log_ndtr
+    from scipy.stats import chi2
+
+    from detectors.matching import log_chi2_sf_even, log_normal_sf
+
+    for z in (-4.0, 0.0, 1.5, 6.0, 19.0, 25.0, 60.0):
+        assert log_normal_sf(z) == pytest.approx(float(log_ndtr(-z)), rel=1e-8, abs=1e-12)
+    for x, df in ((0.0, 2), (3.0, 2), (40.0, 10), (300.0, 8), (7.0, 40)):
+        assert log_chi2_sf_even(x, df) == pytest.approx(float(chi2.logsf(x, df)), rel=1e-6, abs=1e-10)
+
+
+def test_odd_tensors_are_handled(tmp_path):
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {
+        "scalar": torch.tensor(3.0), "empty": torch.zeros(0, 4), "ints": torch.randint(-5, 5, (16, 16), dtype=torch.int8, generator=g),
+        "mask": torch.ones(4, 4, dtype=torch.bool), "fp8": torch.randn(32, 32, generator=g).to(torch.float8_e4m3fn),
+        "f64": torch.randn(40, 30, generator=g).double(), "tiny": torch.randn(3, generator=g), "wide": torch.randn(2, 70, generator=g),
+        "conv": torch.randn(8, 3, 4, 4, generator=g), "row": torch.randn(1, 50, generator=g),
+        "specials": torch.tensor([float("nan"), 1.0, float("inf"), 2.0] * 8),
+    }
+    (tmp_path / "m").mkdir()
+    save_file(tensors, str(tmp_path / "m" / "model.safetensors"))
+    add_reference(tmp_path / "m", id="m", origin="US", catalog=tmp_path / "cat", detectors=[DETECTOR])
+    out = detect(tmp_path / "m", tmp_path / "cat")
+    check_output(DETECTOR, out)
+    (comp,) = out["components"]
+    # scalar, empty and mask are deterministic; fp8 noise is not (its rounding is too coarse to call).
+    assert comp["constant_tensors"] == 3 and comp["match"]["relation"] == "identical"
+    json.dumps(out, allow_nan=False)
