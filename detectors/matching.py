@@ -1,7 +1,6 @@
 """Relations between a model's components and reference components, from fingerprints alone.
 
-Reuse from digests and sampled units (casts, renaming, permutation); derivation from a
-permutation-calibrated unit-matching test per layer, Fisher-combined, against a null.
+Reuse from digests and sampled units; derivation from a calibrated unit-matching test per layer.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from detectors.fingerprint import (
     Fingerprint,
     Gathered,
     TensorPrint,
+    canonical_codes,
     cast_tolerance,
     decode,
     plan,
@@ -377,6 +377,13 @@ def _tolerant_units(ref: TensorPrint, key: str, cand: np.ndarray, cand_dtype: st
     return None
 
 
+def _same_codes(a: TensorPrint, b: TensorPrint, key: str) -> bool:
+    """Whether two prints' sketches hold the same values, on the bf16 grid."""
+    if key not in a.sketches or key not in b.sketches or a.sketches[key].shape != b.sketches[key].shape:
+        return False
+    return bool(np.array_equal(canonical_codes(a.dtype, a.sketches[key]), canonical_codes(b.dtype, b.sketches[key])))
+
+
 class PairMatcher:
     """One submitted component against one reference component, fed tensor by tensor."""
 
@@ -462,8 +469,14 @@ class PairMatcher:
             if digest is None:
                 continue
             for other in self.ref.by_digest.get(f"{kind}:{digest}", []):
-                if other.shape == tp.shape:
-                    hits.append((how, other))
+                if other.shape != tp.shape:
+                    continue
+                key = "R" if kind == "rows" else "C"
+                if how == "permuted" and _same_codes(tp, other, key):
+                    # The units on the sampled features sit where they were, yet the bytes
+                    # differ: modified in place outside the sample, not a permuted copy.
+                    continue
+                hits.append((how, other))
             if hits:
                 break
         return hits

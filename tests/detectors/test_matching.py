@@ -471,3 +471,18 @@ def test_odd_tensors_are_handled(tmp_path):
     # scalar, empty and mask are deterministic; fp8 noise is not (its rounding is too coarse to call).
     assert comp["constant_tensors"] == 3 and comp["match"]["relation"] == "identical"
     json.dumps(out, allow_nan=False)
+
+
+def test_rows_modified_in_place_are_not_a_permuted_copy():
+    # Same shape, a few rows rewritten outside the sampled row block: the multiset of
+    # columns on that block still agrees, but nothing moved, so it is no copy.
+    from detectors.fingerprint import plan
+
+    ref = {f"enc.layers.{i}.fc1.weight": block(3 + i, units=400, width=40)["enc.layers.0.fc1.weight"] for i in range(2)}
+    rows_block = plan((400, 40))["C"][1]
+    outside = [r for r in range(400) if r not in set(rows_block.tolist())][:5]
+    cand = {k: v.copy() for k, v in ref.items()}
+    for v in cand.values():
+        v[outside] += 0.5
+    relation, share = relation_of(ref, cand)
+    assert relation == "derived" and share == 0.0
