@@ -8,10 +8,11 @@ from __future__ import annotations
 import math
 import mmap
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from detectors.base import RELATIONS, COMPONENT_KINDS, DetectContext, FactDecl
+from detectors.base import COMPONENT_KINDS, RELATIONS, DetectContext, FactDecl, InputError
 from detectors.components import Component, group_components
 from detectors.fingerprint import (
     Fingerprint,
@@ -69,11 +70,12 @@ class _Pages:
     def view(self, info: Any) -> tuple[memoryview, Callable[[int, int], None]]:
         mm = self._maps.get(info.file)
         if mm is None:
-            with open(info.file, "rb") as f:
-                mm = self._maps[info.file] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                with open(info.file, "rb") as f:
+                    mm = self._maps[info.file] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as exc:
+                raise InputError(info.file, None, f"cannot map: {exc}") from None
         if info.end > len(mm):
-            from detectors.base import InputError
-
             raise InputError(info.file, f"tensor `{info.name}`", "file changed while reading")
         base = info.start
 
@@ -94,20 +96,22 @@ class _Pages:
         self._maps.clear()
 
 
-def _stream(model: Any) -> Iterator[tuple[Any, memoryview, Callable[[int, int], None] | None]]:
+@contextmanager
+def _reading(model: Any) -> Iterator[Iterator[tuple[Any, memoryview, Callable[[int, int], None] | None]]]:
     """Every tensor with its bytes and a page-release callback, in file and offset order.
-    The consumer releases each view (`_done_with`) once it has read it."""
+
+    The consumer releases each view (`_done_with`) once it has read it; the files stay
+    mapped until the `with` block ends, so a worker may still be reading the last one.
+    """
     infos = list(model.tensors.values())
     if not all(hasattr(i, "file") and hasattr(i, "start") and hasattr(i, "end") for i in infos):
-        for info, raw in model.iter_tensors():
-            yield info, raw, None
+        yield ((info, raw, None) for info, raw in model.iter_tensors())
         return
     rank = {Path(model.root) / rel: i for i, rel in enumerate(model.weight_files)}
     infos.sort(key=lambda i: (rank.get(Path(i.file), len(rank)), str(i.file), i.start, i.name))
     pages = _Pages()
     try:
-        for info in infos:
-            yield (info, *pages.view(info))
+        yield ((info, *pages.view(info)) for info in infos)
     finally:
         pages.close()
 
@@ -216,32 +220,29 @@ class WeightsDetector:
                 _done_with(raw)
             return info, tp, gathered
 
+        def take(done: int, item: tuple[Any, Any, Any]) -> int:
+            info, tp, gathered = item
+            comp = owner[info.name]
+            evidence = [m.add(tp, gathered) for m in matchers[comp]]
+            if tp.constant is not None or any(e.constant for e in evidence):
+                constants[comp] += 1
+            if context.progress is not None:
+                context.progress(done + info.nbytes, total)
+            return done + info.nbytes
+
         # Two stages: a worker hashes and samples the next tensor while this thread matches
         # the last one; hashing and numpy both release the GIL, so the two cores overlap.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            stream = _stream(model)
+        # The pool is left (and its last job finished) before the files are unmapped.
+        with _reading(model) as stream, ThreadPoolExecutor(max_workers=1) as pool:
             ahead = None
             for item in stream:
                 current = pool.submit(read, item)
                 if ahead is not None:
-                    done += WeightsDetector._take(ahead.result(), matchers, owner, constants)
-                    if context.progress is not None:
-                        context.progress(done, total)
+                    done = take(done, ahead.result())
                 ahead = current
             if ahead is not None:
-                done += WeightsDetector._take(ahead.result(), matchers, owner, constants)
-                if context.progress is not None:
-                    context.progress(done, total)
+                done = take(done, ahead.result())
         return constants
-
-    @staticmethod
-    def _take(read: tuple[Any, Any, Any], matchers: dict[str, list[PairMatcher]], owner: dict[str, str], constants: dict[str, int]) -> int:
-        info, tp, gathered = read
-        comp = owner[info.name]
-        evidence = [m.add(tp, gathered) for m in matchers[comp]]
-        if tp.constant is not None or any(e.constant for e in evidence):
-            constants[comp] += 1
-        return info.nbytes
 
     @staticmethod
     def _component_facts(c: Component, model: Any, constants: int, decision: ComponentMatch) -> dict[str, Any]:
@@ -286,10 +287,11 @@ class WeightsDetector:
         groups = group_components(names, components or None)
         wanted = set(names)
         prints: dict[str, TensorPrint] = {}
-        for info, raw, release in _stream(model):
-            if info.name in wanted:
-                prints[info.name] = fingerprint_tensor(info.name, info.dtype, info.shape, raw, release=release)[0]
-            _done_with(raw)
+        with _reading(model) as stream:
+            for info, raw, release in stream:
+                if info.name in wanted:
+                    prints[info.name] = fingerprint_tensor(info.name, info.dtype, info.shape, raw, release=release)[0]
+                _done_with(raw)
         fp = Fingerprint(
             components=component_entries(groups),
             tensors=prints,
