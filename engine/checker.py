@@ -284,17 +284,11 @@ class _Checker:
         return out
 
     def constant(self, expr: ast.Expr) -> Any:
-        if isinstance(expr, ast.Literal):
-            return expr.value
-        if isinstance(expr, ast.Neg) and isinstance(expr.operand, ast.Literal) and isinstance(
-                expr.operand.value, float):
-            return -expr.operand.value
-        if isinstance(expr, ast.ListLit):
-            items = [self.constant(i) for i in expr.items]
-            return _NOT_CONSTANT if _NOT_CONSTANT in items else tuple(items)
-        self.error("not_constant", "a parameter's default is a plain value, like `0.9`, `\"KR\"` or `[\"KR\"]`",
-                   expr.span)
-        return _NOT_CONSTANT
+        value = plain_value(expr)
+        if value is _NOT_CONSTANT:
+            self.error("not_constant", "a parameter's default is a plain value, like `0.9`, `\"KR\"` or "
+                       "`[\"KR\"]`", expr.span)
+        return value
 
     # rules -------------------------------------------------------------------------
     def check_rule(self, rule: ast.Rule, params: dict[str, CheckedParam]) -> CheckedRule:
@@ -553,6 +547,18 @@ class _Checker:
 _NOT_CONSTANT = object()
 
 
+def plain_value(expr: ast.Expr) -> Any:
+    """The value of a literal, a negated number or a list of those; else `_NOT_CONSTANT`."""
+    if isinstance(expr, ast.Literal):
+        return expr.value
+    if isinstance(expr, ast.Neg) and isinstance(expr.operand, ast.Literal) and isinstance(expr.operand.value, float):
+        return -expr.operand.value
+    if isinstance(expr, ast.ListLit):
+        items = [plain_value(i) for i in expr.items]
+        return _NOT_CONSTANT if _NOT_CONSTANT in items else tuple(items)
+    return _NOT_CONSTANT
+
+
 def _text(expr: ast.Expr) -> str:
     return expr.span.text if expr.span is not None else "?"
 
@@ -604,22 +610,10 @@ def coerce_param_value(name: str, text: str, params: dict[str, CheckedParam]) ->
         raise ValueError(f"`{text}` is not a value for parameter `{name}` ({param.type_name})") from None
     if param.type.kind == "string" and isinstance(expr, ast.Path) and not expr.fields:
         return text
-    diags: list[Diagnostic] = []
-    value = _Checker.constant(_ConstantOnly(diags), expr)
+    value = plain_value(expr)
     if value is _NOT_CONSTANT:
         raise ValueError(f"`{text}` is not a plain value for parameter `{name}` ({param.type_name})")
     problem = type_problem(value, param.type)
     if problem:
         raise ValueError(f"parameter `{name}` is a {param.type_name}, but the value {problem}")
     return value
-
-
-class _ConstantOnly:
-    def __init__(self, diags: list[Diagnostic]) -> None:
-        self.diags = diags
-
-    def constant(self, expr):
-        return _Checker.constant(self, expr)
-
-    def error(self, *args, **kwargs):
-        self.diags.append(Diagnostic(*args, **kwargs))

@@ -6,22 +6,19 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .checker import CheckedPolicy, CheckedRule
 from .evaluator import Program
 from .facts import FactSheet
 from .formatter import format_expr
+from .report import _Strict
 
 __all__ = ["DIFF_SCHEMA_ID", "Diff", "RuleChange", "diff_rules", "diff_verdicts", "render_diff_markdown",
            "render_diff_table"]
 
 DIFF_SCHEMA_ID = "originality.diff/1"
 Outcome = Literal["pass", "fail", "indeterminate"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class DiffPolicy(_Strict):

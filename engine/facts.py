@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from .catalogue import FactCatalogue, Type
 from .diagnostics import InputError
+from .files import read_bytes
 
 __all__ = [
     "FACTS_SCHEMA_ID", "FactSheet", "Subject", "DetectorInfo", "fact_sheet_model",
@@ -110,16 +111,7 @@ def fact_sheet_model(catalogue: FactCatalogue) -> type[BaseModel]:
 def read_json(path: str | Path, what: str = "file") -> Any:
     """Strict JSON from a file: one-line errors with line:column; duplicate keys and
     NaN are refused."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(str(path), None, f"no such {what}") from None
-    except IsADirectoryError:
-        raise InputError(str(path), None, f"is a folder, not a {what}") from None
-    except OSError as err:
-        raise InputError(str(path), None, f"cannot be read ({(err.strerror or str(err)).lower()})") from None
-    return parse_json_bytes(data, str(path))
+    return parse_json_bytes(read_bytes(path, what), str(path))
 
 
 def parse_json_bytes(data: bytes, name: str) -> Any:

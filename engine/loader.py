@@ -7,7 +7,8 @@ from pathlib import Path
 from . import ast
 from .catalogue import FactCatalogue, load_fact_catalogue
 from .checker import CheckedPolicy, check_policy
-from .diagnostics import Diagnostic, InputError, PolicyError, did_you_mean
+from .diagnostics import Diagnostic, PolicyError, did_you_mean
+from .files import read_text
 from .parser import parse_policy
 
 __all__ = ["POLICY_SUFFIX", "read_policy_file", "load_chain", "load_policy"]
@@ -16,23 +17,7 @@ POLICY_SUFFIX = ".policy"
 
 
 def read_policy_file(path: str | Path) -> ast.Policy:
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(str(path), None, "no such policy file") from None
-    except IsADirectoryError:
-        raise InputError(str(path), None, "is a folder, not a policy file") from None
-    except OSError as err:
-        raise InputError(str(path), None, f"cannot be read ({err.strerror.lower()})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise InputError(f"{path}:{line}", None, "is not valid UTF-8 text") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return parse_policy(text, str(path))
+    return parse_policy(read_text(path, "policy file"), str(path))
 
 
 def load_chain(path: str | Path) -> tuple[list[ast.Policy], list[Diagnostic]]:

@@ -29,6 +29,7 @@ from .checker import CheckedPolicy, type_problem
 from .diagnostics import InputError, did_you_mean
 from .evaluator import prepare_policy
 from .facts import FACTS_SCHEMA_ID, validate_fact_sheet
+from .files import read_text
 from .loader import load_policy
 
 __all__ = ["TEST_SUFFIX", "CaseResult", "TestFileResult", "find_test_files", "run_test_file"]
@@ -151,16 +152,7 @@ def _yaml_path(path: tuple) -> str:
 
 def run_test_file(path: str | Path, catalogue: FactCatalogue, policy_path: Path | None = None) -> TestFileResult:
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise InputError(str(path), None, f"cannot be read ({(err.strerror or str(err)).lower()})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise InputError(f"{path}:{line}", None, "is not valid UTF-8 text") from None
-    doc = _Located(str(path), text)
+    doc = _Located(str(path), read_text(path, "test file"))
     data = doc.data
     if not isinstance(data, dict):
         raise doc.error((), "a test file is a mapping with `cases` (and optionally `policy`, `fixtures`)")
