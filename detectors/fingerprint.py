@@ -355,8 +355,7 @@ class Gathered:
     """A submitted tensor's sampled slices in float32, kept while it is matched.
 
     `R` is every row on the R features (rows x FEATURES), `C` every column on the C
-    features (columns x FEATURES), `V` the sampled entries of a 1-D tensor; the codes
-    are the same slices on the bf16 grid.
+    features (columns x FEATURES), `V` the sampled entries of a 1-D tensor.
     """
 
     values: dict[str, np.ndarray] = field(default_factory=dict)

@@ -486,3 +486,13 @@ def test_rows_modified_in_place_are_not_a_permuted_copy():
         v[outside] += 0.5
     relation, share = relation_of(ref, cand)
     assert relation == "derived" and share == 0.0
+
+
+def test_detector_declares_exactly_the_contract_facts():
+    import detectors.weights as weights_module
+
+    assert weights_module.__all__ == ["WeightsDetector", "round_sig"]
+    paths = {f.path for f in DETECTOR.facts}
+    assert {p.split(".")[0].removesuffix("[]") for p in paths} == {"model", "components"}
+    assert (DETECTOR.name, DETECTOR.version, DETECTOR.emits) == ("weights", "1.0.0", ("components", "model"))
+    assert len(paths) == 26 and "components[].match.layers[].identical_fraction" in paths
