@@ -495,4 +495,11 @@ def test_detector_declares_exactly_the_contract_facts():
     paths = {f.path for f in DETECTOR.facts}
     assert {p.split(".")[0].removesuffix("[]") for p in paths} == {"model", "components"}
     assert (DETECTOR.name, DETECTOR.version, DETECTOR.emits) == ("weights", "1.0.0", ("components", "model"))
-    assert len(paths) == 26 and "components[].match.layers[].identical_fraction" in paths
+    # Exactly the rows of the `weights` table in docs/architecture.md, with their types.
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    table = {}
+    for line in doc.splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].split(".")[0].removesuffix("[]") in ("model", "components"):
+            table[cells[0]] = cells[1]
+    assert {f.path: f.type for f in DETECTOR.facts} == table
