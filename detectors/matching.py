@@ -45,6 +45,7 @@ __all__ = [
     "aligned_test",
     "matched_test",
     "prepare_candidate",
+    "Prepared",
     "prepare_reference",
     "fisher_log",
     "log_normal_sf",
@@ -214,16 +215,54 @@ def _assign(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols[picked]
 
 
-def prepare_candidate(cand_all: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A candidate's units on the sampled features: standardised per feature, and
-    unit-normalised on the matching half. Computed once per tensor, shared by partners."""
-    y = _standardize_features(cand_all)
-    y1 = y[:, first]
-    y1 -= y1.mean(axis=1, keepdims=True)
-    norm = np.sqrt(np.einsum("ij,ij->i", y1, y1))[:, None]
-    norm[norm == 0] = np.inf
-    y1 /= norm
-    return y, y1
+@dataclass
+class Prepared:
+    """A candidate's units on the sampled features, ready for matching.
+
+    `y1`: every unit standardised per feature and unit-normalised on the matching half
+    (float32, units x half); other rows are standardised on demand from the native
+    slab, so a 150k-unit embedding never holds a second full float copy.
+    """
+
+    native: np.ndarray
+    dtype: str
+    mean: np.ndarray
+    scale: np.ndarray
+    y1: np.ndarray
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """Standardised float32 values of some units on every sampled feature."""
+        return (decode(self.dtype, self.native[idx]) - self.mean) / self.scale
+
+
+_PREP_ROWS = 16384
+
+
+def prepare_candidate(native: np.ndarray, first: np.ndarray, dtype: str = "F32") -> Prepared:
+    """Per-feature mean and scale over every unit, and the matching-half unit vectors.
+    Two passes over the slab in blocks of rows; computed once per tensor, shared by partners."""
+    n, m = native.shape
+    total = np.zeros(m, dtype=np.float64)
+    squares = np.zeros(m, dtype=np.float64)
+    for r0 in range(0, n, _PREP_ROWS):
+        x = decode(dtype, native[r0 : r0 + _PREP_ROWS])
+        total += x.sum(axis=0)
+        squares += np.einsum("ij,ij->j", x, x)
+    mean = total / max(n, 1)
+    var = np.maximum(squares / max(n, 1) - mean * mean, 0.0)
+    scale = np.sqrt(var)
+    scale[scale == 0] = 1.0
+    mean32, scale32 = mean.astype(np.float32), scale.astype(np.float32)
+    if n < 2:  # one unit: nothing to standardise against
+        mean32, scale32 = np.zeros(m, np.float32), np.ones(m, np.float32)
+    y1 = np.empty((n, int(first.sum())), dtype=np.float32)
+    for r0 in range(0, n, _PREP_ROWS):
+        y = (decode(dtype, native[r0 : r0 + _PREP_ROWS][:, first]) - mean32[first]) / scale32[first]
+        y -= y.mean(axis=1, keepdims=True)
+        norm = np.sqrt(np.einsum("ij,ij->i", y, y))[:, None]
+        norm[norm == 0] = np.inf
+        y1[r0 : r0 + y.shape[0]] = y / norm
+    return Prepared(native=native, dtype=dtype, mean=mean32, scale=scale32, y1=y1)
 
 
 def prepare_reference(ref: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -235,7 +274,7 @@ def prepare_reference(ref: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, n
 
 def matched_test(
     ref: np.ndarray | tuple[np.ndarray, np.ndarray],
-    prepared: tuple[np.ndarray, np.ndarray],
+    prepared: Prepared,
     first: np.ndarray,
 ) -> tuple[float, float, np.ndarray, np.ndarray]:
     """Hidden units matched on one half of the features, tested on the other half.
@@ -247,17 +286,16 @@ def matched_test(
     the matching half (a unit may be negated). Returns (log p, mean r, reference rows,
     matched candidate rows).
     """
-    y, y1 = prepared
     s2 = ~first
     if first.sum() < 3 or s2.sum() < 3:
         return 0.0, 0.0, np.zeros(0, int), np.zeros(0, int)
     x, x1 = ref if isinstance(ref, tuple) else prepare_reference(ref, first)
-    corr = x1 @ y1.T
+    corr = x1 @ prepared.y1.T
     rows, cols = _assign(np.abs(corr))
     sign = np.sign(corr[rows, cols]).astype(np.float64)
     sign[sign == 0] = 1.0
     x2 = _unit_normalize(x[rows][:, s2]) * sign[:, None]
-    y2 = _unit_normalize(y[cols][:, s2])
+    y2 = _unit_normalize(prepared.rows(cols)[:, s2])
     logp, r = trace_test(x2, y2)
     return logp, r, rows, cols
 
@@ -361,20 +399,36 @@ def _orientations(name: str, shape: tuple[int, ...]) -> tuple[str, str]:
     return "R", "C"
 
 
-def _tolerant_units(ref: TensorPrint, key: str, cand: np.ndarray, cand_dtype: str) -> str | None:
+def _tolerant_units(ref: TensorPrint, key: str, gathered: Gathered, cand_dtype: str) -> str | None:
     """Whether the reference's sampled units reappear in the candidate within cast rounding:
     `sampled-cast` at the same positions, `sampled-cast+permuted` at other unit positions."""
     x = decode(ref.dtype, ref.sketches[key])
-    units = plan(ref.shape)[key][0]
+    units, _feats, first = plan(ref.shape)[key]
     tol = cast_tolerance(ref.dtype, cand_dtype, x)
-    if np.all(np.abs(cand[units] - x) <= tol):
+    if np.all(np.abs(gathered.values(key, units) - x) <= tol):
         return "sampled-cast"
-    xn = _unit_normalize(x.astype(np.float64)).astype(np.float32)
-    yn = _unit_normalize(cand.astype(np.float64)).astype(np.float32)
-    best = np.argmax(xn @ yn.T, axis=1)
-    if np.all(np.abs(cand[best] - x) <= tol):
+    if first.sum() < 3:
+        return None
+    prepared = _prepared(gathered, key, first)
+    x1 = _reference_prepared(ref, key, first)[1]
+    best = np.argmax(x1 @ prepared.y1.T, axis=1)
+    if np.all(np.abs(gathered.values(key, best) - x) <= tol):
         return "sampled-cast+permuted"
     return None
+
+
+def _prepared(gathered: Gathered, key: str, first: np.ndarray) -> Prepared:
+    got = gathered.cache.get(key)
+    if got is None:
+        got = gathered.cache[key] = prepare_candidate(gathered.slabs[key], first, gathered.dtype)
+    return got
+
+
+def _reference_prepared(ref: TensorPrint, key: str, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    got = ref.cache.get(key)
+    if got is None:
+        got = ref.cache[key] = prepare_reference(decode(ref.dtype, ref.sketches[key]), first)
+    return got
 
 
 def _same_codes(a: TensorPrint, b: TensorPrint, key: str) -> bool:
@@ -487,14 +541,14 @@ class PairMatcher:
         if partner.shape != tp.shape or partner.dtype == tp.dtype:
             return None
         for key in ("V",) if len(tp.shape) == 1 else ("R", "C"):
-            if key not in partner.sketches or key not in gathered.values:
+            if key not in partner.sketches or key not in gathered.slabs:
                 continue
             if key == "V":
                 x = decode(partner.dtype, partner.sketches["V"])
-                if np.all(np.abs(gathered.values["V"] - x) <= cast_tolerance(partner.dtype, tp.dtype, x)):
+                if np.all(np.abs(gathered.values("V") - x) <= cast_tolerance(partner.dtype, tp.dtype, x)):
                     return "sampled-cast"
                 continue
-            how = _tolerant_units(partner, key, gathered.values[key], tp.dtype)
+            how = _tolerant_units(partner, key, gathered, tp.dtype)
             if how:
                 return how
         return None
@@ -505,29 +559,24 @@ class PairMatcher:
         results: list[tuple[float, float]] = []
         planned = 1
         if len(tp.shape) == 1:
-            if "V" in partner.sketches and "V" in gathered.values and partner.shape == tp.shape:
+            if "V" in partner.sketches and "V" in gathered.slabs and partner.shape == tp.shape:
                 x = decode(partner.dtype, partner.sketches["V"])[None, :]
-                results.append(aligned_test(x.astype(np.float64), gathered.values["V"][None, :], standardize=False))
+                results.append(aligned_test(x.astype(np.float64), gathered.values("V")[None, :], standardize=False))
         else:
             primary, fallback = _orientations(tp.name, tp.shape)
             r, c = tp.shape[0], math.prod(tp.shape[1:])
             pr, pc = partner.shape[0], math.prod(partner.shape[1:])
             usable = {"R": c == pc, "C": r == pr}
             key = primary if usable[primary] else fallback if usable[fallback] else None
-            if key is not None and key in partner.sketches and key in gathered.values:
+            if key is not None and key in partner.sketches and key in gathered.slabs:
                 units, _feats, first = plan(partner.shape)[key]
                 if partner.sketches[key].shape[0] >= 3:
-                    ref_prep = partner.cache.get(key)
-                    if ref_prep is None:
-                        x = decode(partner.dtype, partner.sketches[key])
-                        ref_prep = partner.cache[key] = prepare_reference(x, first)
-                    prepared = gathered.cache.get(key)
-                    if prepared is None:
-                        prepared = gathered.cache[key] = prepare_candidate(gathered.values[key], first)
+                    ref_prep = _reference_prepared(partner, key, first)
+                    prepared = _prepared(gathered, key, first)
                     planned = 1
                     if (r, c) == (pr, pc):
                         planned = 2
-                        results.append(trace_test(_unit_normalize(ref_prep[0]), _unit_normalize(prepared[0][units])))
+                        results.append(trace_test(_unit_normalize(ref_prep[0]), _unit_normalize(prepared.rows(units))))
                     # A same-position tie already beyond doubt needs no search for moved units
                     # (the Bonferroni count still includes the test skipped).
                     if not results or results[0][0] >= _LOG_DERIVED_COMBINED:

@@ -27,6 +27,7 @@ from detectors.fingerprint import (
     canonical_codes,
     cast_tolerance,
     constant_family,
+    decode,
     feature_block,
     fingerprint_bytes,
     fingerprint_tensor,
@@ -149,8 +150,9 @@ def test_sketches_hold_native_values_at_the_plan():
     assert np.array_equal(tp.sketches["R"], codes[units][:, feats])
     units_c, feats_c, _ = plan((300, 500))["C"]
     assert np.array_equal(tp.sketches["C"], codes[feats_c][:, units_c].T)
-    assert gathered.values["R"].shape == (300, FEATURES) and gathered.values["C"].shape == (500, FEATURES)
-    assert gathered.values["R"].dtype == np.float32
+    assert gathered.values("R").shape == (300, FEATURES) and gathered.values("C").shape == (500, FEATURES)
+    assert gathered.values("R").dtype == np.float32 and gathered.slabs["R"].dtype == np.uint16
+    assert np.array_equal(gathered.values("R", units), decode("BF16", tp.sketches["R"]))
 
 
 def test_release_covers_every_byte_in_order():

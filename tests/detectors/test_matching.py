@@ -340,12 +340,12 @@ def test_tests_find_ties_and_moved_units():
     b = a + 0.8 * rng.standard_normal(a.shape)  # r ~ 0.78 per unit
     units = np.arange(0, 200, 7)[:32]
     first = np.arange(96) % 2 == 0
-    lp, sim = aligned_test(a[units], prepare_candidate(b, first)[0][units])
+    lp, sim = aligned_test(a[units], prepare_candidate(b, first).rows(units))
     assert lp < math.log(1e-12) and 0.6 < sim < 0.9
     perm = rng.permutation(200)
     lp_m, sim_m, rows, cols = matched_test(a[units], prepare_candidate(b[perm], first), first)
     assert lp_m < math.log(1e-12) and np.array_equal(perm[cols], units[rows])
-    lp_0, _ = aligned_test(a[units], prepare_candidate(rng.standard_normal(a.shape), first)[0][units])
+    lp_0, _ = aligned_test(a[units], prepare_candidate(rng.standard_normal(a.shape), first).rows(units))
     assert lp_0 > math.log(1e-4)
 
 
@@ -434,7 +434,7 @@ def test_public_api_is_pinned():
         "DERIVED_COMBINED", "DERIVED_LAYER", "INDEPENDENT_LAYER", "IDENTICAL_SHARE", "MIN_EVIDENCE",
         "ReferenceComponent", "TensorEvidence", "LayerEvidence", "PairResult", "ComponentMatch",
         "reference_components", "PairMatcher", "decide_component", "trace_test", "aligned_test", "matched_test",
-        "prepare_candidate", "prepare_reference", "fisher_log", "log_normal_sf", "log_chi2_sf_even",
+        "prepare_candidate", "Prepared", "prepare_reference", "fisher_log", "log_normal_sf", "log_chi2_sf_even",
         "single_threaded_blas",
     ])
 
