@@ -34,11 +34,11 @@ def _bf16(x: np.ndarray) -> np.ndarray:
     return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype("<u2")
 
 
-def layout(gib: float) -> list[tuple[str, tuple[int, ...], str]]:
+def layout(gib: float, vocab: int = VOCAB) -> list[tuple[str, tuple[int, ...], str]]:
     per_layer = 2 * (4 * D * D + 3 * D * INTER + 2 * D)
-    fixed = 2 * (2 * VOCAB * D + D)
+    fixed = 2 * (2 * vocab * D + D)
     layers = max(1, math.ceil((gib * GIB - fixed) / per_layer))
-    tensors = [("model.embed_tokens.weight", (VOCAB, D), "BF16"), ("lm_head.weight", (VOCAB, D), "BF16")]
+    tensors = [("model.embed_tokens.weight", (vocab, D), "BF16"), ("lm_head.weight", (vocab, D), "BF16")]
     for i in range(layers):
         p = f"model.layers.{i}."
         tensors += [(p + f"self_attn.{n}_proj.weight", (D, D), "BF16") for n in "qkvo"]
@@ -76,10 +76,10 @@ def _values(name: str, shape: tuple[int, ...], seed: int, derive_from: int | Non
         yield x
 
 
-def write_model(folder: Path, gib: float, seed: int, derive_from: int | None = None) -> list[Path]:
+def write_model(folder: Path, gib: float, seed: int, derive_from: int | None = None, vocab: int = VOCAB) -> list[Path]:
     """A sharded bf16 safetensors model, written block by block (memory stays small)."""
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = layout(gib)
+    tensors = layout(gib, vocab)
     shards: list[list[tuple[str, tuple[int, ...], str]]] = [[]]
     size = 0
     for t in tensors:
@@ -111,7 +111,7 @@ def write_model(folder: Path, gib: float, seed: int, derive_from: int | None = N
     (folder / "config.json").write_text(json.dumps({
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": D,
         "intermediate_size": INTER, "num_hidden_layers": sum(1 for n, _, _ in tensors if n.endswith("q_proj.weight")),
-        "num_attention_heads": HEADS, "vocab_size": VOCAB, "torch_dtype": "bfloat16",
+        "num_attention_heads": HEADS, "vocab_size": vocab, "torch_dtype": "bfloat16",
     }, indent=1))
     return files
 
@@ -146,18 +146,18 @@ print(facts["components"][0]["match"]["relation"])
 """
 
 
-def run(gib: float, runs: int, keep: bool) -> dict[str, float]:
-    work = WORK / f"{gib:g}gib"
+def run(gib: float, runs: int, keep: bool, vocab: int = VOCAB) -> dict[str, float]:
+    work = WORK / f"{gib:g}gib-{vocab}"
     shutil.rmtree(work, ignore_errors=True)
     catalog, model = work / "catalog", work / "model"
     t0 = time.perf_counter()
     for rid, seed in (("base", 1), ("other", 2)):
         ref = work / f"ref-{rid}"
-        write_model(ref, gib, seed)
+        write_model(ref, gib, seed, vocab=vocab)
         subprocess.run([PY, "-m", "engine", "catalog", "add", str(ref), "--id", rid, "--origin", "US",
                         "--catalog", str(catalog)], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         shutil.rmtree(ref)
-    files = write_model(model, gib, seed=3, derive_from=1)
+    files = write_model(model, gib, seed=3, derive_from=1, vocab=vocab)
     made = time.perf_counter() - t0
     nbytes = sum(f.stat().st_size for f in files)
     names = [str(f) for f in files]
@@ -175,7 +175,7 @@ def run(gib: float, runs: int, keep: bool) -> dict[str, float]:
         "gib": gibs, "floor": gibs / floor, "sha": gibs / sha, "weights": gibs / weights, "detect": gibs / detect,
         "weights_rss": weights_rss / 2**20, "detect_rss": detect_rss / 2**20, "fp_ratio": fp_bytes / nbytes,
     }
-    print(f"\nmodel: {gibs:.2f} GiB in {len(files)} shards (generated with references in {made:.0f} s)")
+    print(f"\nmodel: {gibs:.2f} GiB in {len(files)} shards, vocabulary {vocab} (generated with references in {made:.0f} s)")
     print(f"relations: {relations}")
     print(f"{'':28s}{'GiB/s':>8s}{'/floor':>9s}{'/sha256':>9s}{'peak RSS':>11s}")
     print(f"{'read floor (cat, best of %d)' % runs:28s}{row['floor']:8.2f}")
@@ -195,8 +195,9 @@ def main() -> None:
     parser.add_argument("--gib", type=float, action="append", help="model size in GiB (repeatable; default 1)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each command; the best counts")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--vocab", type=int, default=VOCAB, help="vocabulary size (150k-token ones stress memory)")
     args = parser.parse_args()
-    rows = [run(g, args.runs, args.keep) for g in (args.gib or [1.0])]
+    rows = [run(g, args.runs, args.keep, args.vocab) for g in (args.gib or [1.0])]
     startup, _ = best([PY, "-c", "import detectors.pipeline, detectors.weights"], args.runs)
     print(f"\ninterpreter start and imports alone: {startup:.2f} s")
     if len(rows) >= 2:
