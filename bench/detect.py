@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def layout(gib: float, vocab: int = VOCAB) -> list[tuple[str, tuple[int, ...], s
     return tensors
 
 
-def _values(name: str, shape: tuple[int, ...], seed: int, derive_from: int | None) -> "Iterator[np.ndarray]":
+def _values(name: str, shape: tuple[int, ...], seed: int, derive_from: int | None) -> Iterator[np.ndarray]:
     """Blocks of float32 values of one tensor; `derive_from` makes it that seed's tensor plus
     a fine-tuning-sized perturbation (same blocks, then noise)."""
     n = math.prod(shape)

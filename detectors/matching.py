@@ -24,7 +24,6 @@ from detectors.fingerprint import (
     cast_tolerance,
     decode,
     plan,
-    vector_indices,
 )
 
 __all__ = [
