@@ -494,12 +494,22 @@ class PairMatcher:
         partners = self.partners.get(tp.name, [])
         if not partners or gathered is None or tp.dtype not in FLOAT_DTYPES:
             return ev
+        try:
+            self._compare(tp, gathered, partners, ev)
+        finally:
+            # Prepared reference sketches are kept only while one tensor is compared:
+            # a catalogue of many models would otherwise hold them all at once.
+            for partner in partners:
+                partner.cache.clear()
+        return ev
+
+    def _compare(self, tp: TensorPrint, gathered: Gathered, partners: list[TensorPrint], ev: TensorEvidence) -> None:
         if tp.numel >= MIN_EVIDENCE:
             for partner in partners:
                 how = self._tolerant(tp, gathered, partner)
                 if how:
                     ev.identical, ev.partner, ev.similarity, ev.log_p = how, partner.name, 1.0, -math.inf
-                    return ev
+                    return
         best: tuple[float, float, str] | None = None
         for partner in partners:
             log_p, sim = self._test(tp, gathered, partner)
@@ -509,7 +519,6 @@ class PairMatcher:
             ev.log_p = _bonferroni(best[0], len(partners))
             ev.similarity = best[1]
             ev.partner = best[2]
-        return ev
 
     def _digest_hits(self, tp: TensorPrint) -> list[tuple[str, TensorPrint]]:
         hits: list[tuple[str, TensorPrint]] = []
