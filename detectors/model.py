@@ -87,6 +87,7 @@ class ModelFolder:
         # Bytes of tensor data (what `iter_tensors` yields), for progress reports.
         self.total_bytes = sum(info.nbytes for info in tensors.values())
         self._maps = MappedFiles()
+        self._tensor_digests: dict[str, str] = {}
         order = {root / rel: i for i, rel in enumerate(weight_files)}
         self._file_order = sorted(tensors.values(), key=lambda t: (order[t.file], t.start, t.name))
 
@@ -104,16 +105,44 @@ class ModelFolder:
         for info in self._file_order:
             yield info, self._maps.raw(info)
 
-    def files_digest(self) -> str:
-        """`blake3:<hex>` over every file under the folder: relative path and content digest.
+    def note_tensor_digest(self, name: str, digest: str) -> None:
+        """Record `blake3:<hex>` of a tensor's bytes, computed by whoever streamed them,
+        so that the subject digest does not read the weights a second time."""
+        self._tensor_digests[name] = digest
 
-        Files are hashed as bytes (pickles included, never interpreted); symbolic links
-        contribute their target text, not what they point to.
+    def tensor_digest(self, name: str) -> str:
+        """`blake3:<hex>` of the tensor's raw bytes (computed here unless already noted)."""
+        digest = self._tensor_digests.get(name)
+        if digest is None:
+            raw = self.raw(name)
+            threads = blake3.blake3.AUTO if raw.nbytes >= (1 << 22) else 1
+            digest = "blake3:" + blake3.blake3(raw, max_threads=threads).hexdigest()
+            self._tensor_digests[name] = digest
+        return digest
+
+    def files_digest(self) -> str:
+        """`blake3:<hex>` over the model's files outside `checkpoints/`, by relative path.
+
+        A safetensors weight file counts by its header and the digest of each tensor's
+        bytes (the weights are read once, by the detector that streams them); a pickle
+        file by its size, since it is never read; any other file by its content's digest.
+        Symbolic links contribute their target text, not what they point to.
         """
+        weights = {rel: [] for rel in self.weight_files}
+        for info in self._file_order:
+            weights[info.file.relative_to(self.root).as_posix()].append(info)
+        pickles = set(self.pickle_files)
         outer = blake3.blake3()
         for rel, full, is_link in _walk(self.root):
+            if rel.startswith(CHECKPOINTS_DIR + "/"):
+                continue
             if is_link:
                 entry = f"link\0{rel}\0{os.readlink(full)}\n"
+            elif rel in weights:
+                tensors = "".join(f"{t.name}\0{self.tensor_digest(t.name)}\0" for t in weights[rel])
+                entry = f"weights\0{rel}\0{_header_digest(full)}\0{tensors}\n"
+            elif rel in pickles:
+                entry = f"pickle\0{rel}\0{full.stat().st_size}\n"
             else:
                 entry = f"file\0{rel}\0{_file_digest(full)}\n"
             outer.update(entry.encode("utf-8", "surrogateescape"))
@@ -136,6 +165,14 @@ class ModelFolder:
     def __repr__(self) -> str:
         counts = f"tensors={len(self.tensors)}, files={len(self.weight_files)}"
         return f"ModelFolder({self.name!r}, {counts})"
+
+
+def _header_digest(path: Path) -> str:
+    """Digest of a safetensors file's length prefix and header (already validated)."""
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        header = f.read(int.from_bytes(prefix, "little"))
+    return blake3.blake3(prefix + header).hexdigest()
 
 
 def _file_digest(path: Path) -> str:

@@ -222,6 +222,7 @@ class WeightsDetector:
 
         def take(done: int, item: tuple[Any, Any, Any]) -> int:
             info, tp, gathered = item
+            model.note_tensor_digest(info.name, tp.raw)  # the subject digest reuses it
             comp = owner[info.name]
             evidence = [m.add(tp, gathered) for m in matchers[comp]]
             if tp.constant is not None or any(e.constant for e in evidence):

@@ -206,7 +206,7 @@ def test_pickle_files_are_listed_and_never_opened(tmp_path):
 def test_files_digest_is_deterministic_and_content_sensitive(tmp_path):
     def build(root: Path) -> None:
         root.mkdir()
-        np_save({"w": np.arange(4, dtype=np.float32)}, str(root / "model.safetensors"))
+        np_save({"w": np.arange(4, dtype=np.float32), "v": np.ones(3, np.float32)}, str(root / "model.safetensors"))
         (root / "config.json").write_text("{}")
         (root / "checkpoints" / "step-0").mkdir(parents=True)
         (root / "checkpoints" / "step-0" / "note.txt").write_text("a")
@@ -217,11 +217,36 @@ def test_files_digest_is_deterministic_and_content_sensitive(tmp_path):
         first = a.files_digest()
         assert first.startswith("blake3:") and len(first) == len("blake3:") + 64
         assert first == b.files_digest() == a.files_digest()
+    # The trail is evidence, not the model: its files do not change the subject digest.
     (tmp_path / "two" / "checkpoints" / "step-0" / "note.txt").write_text("b")
+    with open_model(tmp_path / "two") as b:
+        assert b.files_digest() == first
+    (tmp_path / "two" / "config.json").write_text('{"a": 1}')
     with open_model(tmp_path / "two") as b:
         changed = b.files_digest()
     assert changed != first
-    notes = tmp_path / "two" / "checkpoints" / "step-0"
-    os.rename(notes / "note.txt", notes / "note2.txt")
+    os.rename(tmp_path / "two" / "config.json", tmp_path / "two" / "config2.json")
     with open_model(tmp_path / "two") as b:
         assert b.files_digest() not in (first, changed)
+    # One byte of one tensor changes it too.
+    data = bytearray((tmp_path / "one" / "model.safetensors").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "one" / "model.safetensors").write_bytes(bytes(data))
+    with open_model(tmp_path / "one") as a:
+        assert a.files_digest() != first
+
+
+def test_noted_tensor_digests_are_the_computed_ones(tmp_path):
+    root = tmp_path / "m"
+    root.mkdir()
+    np_save({"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, str(root / "model.safetensors"))
+    with open_model(root) as fresh:
+        computed = fresh.files_digest()
+        digest = fresh.tensor_digest("w")
+    with open_model(root) as noted:
+        noted.note_tensor_digest("w", digest)
+        assert noted.files_digest() == computed
+        noted_wrong = open_model(root)
+        noted_wrong.note_tensor_digest("w", "blake3:" + "0" * 64)
+        assert noted_wrong.files_digest() != computed
+        noted_wrong.close()

@@ -376,3 +376,14 @@ def test_detectors_never_import_the_engine() -> None:
     for module in sorted(package.glob("*.py")):
         source = module.read_text(encoding="utf-8")
         assert not re.search(r"^\s*(from|import)\s+engine\b", source, re.M), module.name
+
+
+def test_subject_digest_from_the_weights_pass_equals_a_fresh_one(tmp_path: Path) -> None:
+    """The weights detector hands its tensor digests to the subject digest; the result
+    must be what hashing the folder afresh gives."""
+    from detectors.model import open_model
+
+    root = write_model(tmp_path / "m")
+    sheet = detect_model(root)  # every registered detector, weights included
+    with open_model(root) as model:
+        assert sheet["subject"]["digest"] == model.files_digest()
