@@ -311,12 +311,7 @@ def _item_value(kind: str, where: Fn | None, body: Fn, ctx: _Ctx, env: dict) -> 
     f = where(ctx, env)
     if f is False:
         return kind == "all"
-    b = body(ctx, env)
-    if f is True:
-        return b
-    if kind == "all":
-        return True if b is True else None
-    return False if b is False else None
+    return _filtered_value(kind, f, body(ctx, env))
 
 
 def _path(entry: tuple) -> str:
