@@ -137,12 +137,13 @@ def _position(text: str, pattern: "re.Pattern[str]", occurrence: int = 1) -> str
     for n, m in enumerate(pattern.finditer(text), 1):
         if n == occurrence:
             line = text.count("\n", 0, m.start()) + 1
-            return f":{line}:{m.start() - (text.rfind(chr(10), 0, m.start()) + 1) + 1}"
+            column = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+            return f":{line}:{column}"
     return ""
 
 
 class _DuplicateKey(ValueError):
-    pass
+    """A JSON object names the same key twice (the last one would silently win)."""
 
 
 def _no_duplicates(pairs):
@@ -155,7 +156,7 @@ def _no_duplicates(pairs):
 
 
 class _NotJsonNumber(ValueError):
-    pass
+    """NaN or Infinity: Python's reader takes them, JSON does not."""
 
 
 def _no_constants(name):
