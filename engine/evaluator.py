@@ -173,14 +173,7 @@ class Program:
         owners = sheet.owner_labels
         env: dict = {}  # every rule leaves it empty again
         results = tuple([_run_rule(rule, ctx, env, owners) for rule in self._rules])
-        verdict = PASS
-        for r in results:
-            if r.level == "blocking":
-                if r.outcome == FAIL:
-                    verdict = FAIL
-                    break
-                if r.outcome == INDETERMINATE:
-                    verdict = INDETERMINATE
+        verdict = combine_verdict([(r.level, r.outcome) for r in results])
         return Evaluation(verdict, results, sheet, self.policy, self.params, self.lang)
 
 
