@@ -8,7 +8,9 @@ decides nothing it cannot decide, and a rule it leaves open is `indeterminate`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple
+import operator
+from functools import partial
+from typing import Any, Callable, Mapping, NamedTuple, get_args
 
 from . import ast
 from .checker import CheckedPolicy, CheckedRule
@@ -35,16 +37,16 @@ class RuleResult:
     """One rule's outcome and why. Evidence and unknown facts are read off the trace of
     fact reads when first asked for, so a caller who needs only outcomes pays nothing."""
 
-    __slots__ = ("_rule", "outcome", "message", "_witnesses", "_trace", "_owners", "_evidence", "_unknown")
+    __slots__ = ("_rule", "outcome", "message", "witnesses", "_trace", "_ctx", "_evidence", "_unknown")
 
-    def __init__(self, rule: "_CompiledRule", outcome: str, message: str, witnesses: tuple, trace: list,
-                 owners: Mapping[str, str | None]) -> None:
+    def __init__(self, rule: "_CompiledRule", outcome: str, message: str, witnesses: tuple[str, ...],
+                 trace: list, ctx: "_Ctx") -> None:
         self._rule = rule
         self.outcome = outcome
         self.message = message
-        self._witnesses = witnesses
+        self.witnesses = witnesses  # list items that decided the rule, e.g. `components[1]`
         self._trace = trace
-        self._owners = owners
+        self._ctx = ctx
         self._evidence = None
         self._unknown = None
 
@@ -62,15 +64,10 @@ class RuleResult:
         return self._rule.params
 
     @property
-    def witnesses(self) -> tuple[str, ...]:
-        """List items that decided the rule, e.g. `components[1]`."""
-        return tuple(_prefix(w) for w in self._witnesses)
-
-    @property
     def evidence(self) -> tuple[Evidence, ...]:
         """Each fact the rule read (of the items that decided it), sorted by path."""
         if self._evidence is None:
-            self._evidence = _evidence(self._trace, self._owners)
+            self._evidence = _evidence(self._trace, self._ctx)
         return self._evidence
 
     @property
@@ -106,6 +103,8 @@ def combine_verdict(outcomes: list[tuple[str, str]]) -> str:
 
 def format_value(value: Any) -> str:
     """How a fact's value reads in a message."""
+    if value.__class__ is str:
+        return value
     if value is None:
         return "unknown"
     if value is True:
@@ -131,12 +130,59 @@ Fn = Callable[["_Ctx", dict], Any]
 
 
 class _Ctx:
-    __slots__ = ("facts", "trace")
+    """One sheet's evaluation: its facts, the current rule's trace of fact reads
+    (path, value, parent object, site), and what its rules share."""
 
-    def __init__(self, facts: dict) -> None:
+    __slots__ = ("facts", "trace", "owners", "shown", "joins")
+
+    def __init__(self, facts: dict, owners: Mapping[str, str | None]) -> None:
         self.facts = facts
-        # (path prefix, path suffix, value, parent object, guarded)
         self.trace: list[tuple] = []
+        self.owners = owners
+        self.shown: dict[str, Evidence | tuple] = {}  # path -> its evidence, built once per sheet
+        self.joins: dict[tuple, tuple] = {}  # see `_joined`
+
+
+class _Site:
+    """A place in a policy that reads a fact. A trace entry names it with the item's path
+    (`components[1]`, or "" for a whole-sheet fact); the full path is made only if shown."""
+
+    __slots__ = ("suffix", "top", "guarded", "paths")
+
+    def __init__(self, suffix: str, top: str, guarded: bool) -> None:
+        self.suffix = suffix
+        self.top = top  # the fact sheet key the value is under: who wrote it
+        self.guarded = guarded  # inside known(...) or the left of `otherwise`
+        self.paths = {"": suffix}  # item path -> full path
+
+    def path(self, prefix: str) -> str:
+        path = self.paths.get(prefix)
+        if path is None:
+            path = f"{prefix}.{self.suffix}" if self.suffix else prefix
+            if len(self.paths) > 10_000:
+                self.paths.clear()
+            self.paths[prefix] = path
+        return path
+
+
+# list path -> its items' paths, ["components[0]", "components[1]", ...]: the same few
+# recur in every sheet, so each is made once and item paths compare by identity.
+_ITEM_PATHS: dict[str, list[str]] = {}
+
+
+def _item_paths(base: str, n: int) -> list[str]:
+    paths = _ITEM_PATHS.get(base)
+    if paths is None:
+        if len(_ITEM_PATHS) > 10_000:
+            _ITEM_PATHS.clear()
+        paths = _ITEM_PATHS[base] = []
+    return _grow_paths(paths, base, n)
+
+
+def _grow_paths(paths: list[str], base: str, n: int) -> list[str]:
+    while len(paths) < n:
+        paths.append(f"{base}[{len(paths)}]")
+    return paths
 
 
 class _CompiledRule(NamedTuple):
@@ -154,7 +200,9 @@ class _TopQuantifier(NamedTuple):
     kind: str
     var: str
     source: Fn
+    source_read: bool  # the source is a fact read (see `_Compiler.records`)
     source_path: str
+    paths: list[str]  # its items' paths (see `_item_paths`)
     where: Fn | None
     body: Fn
 
@@ -169,11 +217,12 @@ class Program:
         self._rules = tuple(_compile_rule(r, self.params, lang) for r in policy.rules)
 
     def evaluate(self, sheet: FactSheet) -> Evaluation:
-        ctx = _Ctx(sheet.facts)
-        owners = sheet.owner_labels
-        env: dict = {}  # every rule leaves it empty again
-        results = tuple([_run_rule(rule, ctx, env, owners) for rule in self._rules])
-        verdict = combine_verdict([(r.level, r.outcome) for r in results])
+        ctx = _Ctx(sheet.facts, sheet.owner_labels)
+        # A variable is read only inside its quantifier, which binds it first (the checker
+        # refuses shadowing), so bindings left behind are never seen.
+        env: dict = {}
+        results = tuple([_run_rule(rule, ctx, env) for rule in self._rules])
+        verdict = combine_verdict([(r._rule.level, r.outcome) for r in results])
         return Evaluation(verdict, results, sheet, self.policy, self.params, self.lang)
 
 
@@ -197,171 +246,130 @@ def evaluate_policy(policy: CheckedPolicy, sheet: FactSheet, overrides: Mapping[
 # -- running one rule ------------------------------------------------------------------
 
 
-def _run_rule(rule: _CompiledRule, ctx: _Ctx, env: dict, owners: Mapping[str, str | None]) -> RuleResult:
+def _run_rule(rule: _CompiledRule, ctx: _Ctx, env: dict) -> RuleResult:
     trace = ctx.trace = []
     q = rule.quantifier
     if q is None:
         value = rule.condition(ctx, env)
-        slices = None
     else:
-        slices = []  # (prefix, item, value, trace start, trace end) per item
-        value = _run_top_quantifier(q, ctx, env, slices)
+        items = q.source(ctx, env)
+        if items.__class__ is list and q.source_read:
+            trace.pop()  # a list is shown through its items
+        if items is None:
+            value = None
+            q = None  # no items: nothing to single out
+        else:
+            paths = q.paths
+            prefixes = paths if len(paths) >= len(items) else _grow_paths(paths, q.source_path, len(items))
+            marks = [len(trace)]  # item i's reads are trace[marks[i]:marks[i + 1]]
+            values: list = []
+            value = _run_items(q, ctx, env, items, prefixes, values, marks)
     if value is None:
         outcome = INDETERMINATE
     elif value is rule.forbid:
         outcome = FAIL
     else:
-        return RuleResult(rule, PASS, "", (), trace, owners)
+        return RuleResult(rule, PASS, "", (), trace, ctx)
 
     # Which items decided the rule: those whose own value points the same way.
-    witnesses: list[tuple] = []
-    if slices:
-        if outcome == INDETERMINATE:
-            witnesses = [s for s in slices if s[2] is None]
-        else:
-            bad = q.kind != "all"
-            witnesses = [s for s in slices if s[2] is bad]
-    if witnesses:
-        keep: list[tuple] = []
-        covered = 0
-        for s in slices:  # reads outside any item (whole-sheet facts) always count
-            keep.extend(trace[covered:s[3]])
-            covered = s[4]
-        keep.extend(trace[covered:])
-        for s in witnesses:
-            keep.extend(trace[s[3]:s[4]])
+    chosen: list[int] = []
+    if q is not None:
+        want = None if outcome == INDETERMINATE else q.kind != "all"
+        chosen = [i for i, v in enumerate(values) if v is want]
+    if chosen:
+        # Reads outside any item (whole-sheet facts) always count.
+        keep = trace[:marks[0]]
+        for i in chosen:
+            keep += trace[marks[i]:marks[i + 1]]
         trace = keep
     if outcome == FAIL:
-        if witnesses:
-            message = "; ".join(_render(rule.message, ctx, {q.var: (s[1], s[0])}) for s in witnesses)
+        if chosen:
+            var = q.var
+            message = "; ".join([_render(rule.message, ctx, {var: (items[i], prefixes[i])}) for i in chosen])
         else:
-            message = _render(rule.message, ctx, env)
+            message = _render(rule.message, ctx, {})  # no item to name: its variable is unbound
     else:
         unknown = _unknown(trace)
         message = ("cannot decide: " + ", ".join(f"`{u}`" for u in unknown) + " unknown") if unknown \
             else "cannot decide: a fact it needs is unknown"
-    return RuleResult(rule, outcome, message, tuple(s[0] for s in witnesses), trace, owners)
+    return RuleResult(rule, outcome, message, tuple([prefixes[i] for i in chosen]), trace, ctx)
 
 
-def _run_top_quantifier(q: _TopQuantifier, ctx: _Ctx, env: dict, slices: list) -> Any:
-    items = q.source(ctx, env)
-    if items is None:
-        return None
+def _run_items(q: _TopQuantifier, ctx: _Ctx, env: dict, items: list, prefixes: list[str], values: list,
+               marks: list[int]) -> Any:
+    """A top-level quantifier's value. Unlike an inner one it goes through every item (the
+    rule's explanation names them all); `values` gets each item's value, `marks` where
+    its reads end."""
     trace = ctx.trace
-    unknown = False
-    hit = False
-    kind = q.kind
-    where, body, var, source_path = q.where, q.body, q.var, q.source_path
-    settle = kind != "all"
+    where, body, var, kind = q.where, q.body, q.var, q.kind
+    is_all = kind == "all"
+    settle = not is_all  # an item's value that settles the quantifier
+    hit = unknown = False
     for i, item in enumerate(items):
-        prefix = (source_path, i)  # made a string only if it is shown
-        env[var] = (item, prefix)
-        start = len(trace)
-        value = body(ctx, env) if where is None else _item_value(kind, where, body, ctx, env)
-        slices.append((prefix, item, value, start, len(trace)))
-        if value is None:
-            unknown = True
-        elif value is settle:
+        env[var] = (item, prefixes[i])
+        if where is None:
+            v = body(ctx, env)
+        else:
+            f = where(ctx, env)
+            v = is_all if f is False else _filtered_value(is_all, f, body(ctx, env))
+        values.append(v)
+        marks.append(len(trace))
+        if v is settle:
             hit = True
-    env.pop(var, None)
+        elif v is None:
+            unknown = True
     if hit:
         return kind == "any"
-    if unknown:
-        return None
-    return kind != "any"
+    return None if unknown else kind != "any"
 
 
-def _base(source_path: str, env: dict) -> str:
-    """The sheet path of a list a quantifier goes through: `c.match.layers` with `c` the
-    second component is `components[1].match.layers`."""
-    root, dot, rest = source_path.partition(".")
-    if root in env:
-        return _prefix(env[root][1]) + dot + rest
-    return source_path
-
-
-def _prefix(prefix: Any) -> str:
-    """An item's path in the sheet: kept as (list path, index) until it is shown."""
-    if prefix.__class__ is tuple:
-        return f"{prefix[0]}[{prefix[1]}]"
-    return prefix
-
-
-def _filtered_value(kind: str, f: Any, b: Any) -> Any:
+def _filtered_value(is_all: bool, f: Any, b: Any) -> Any:
     """`F and B` (any/none) or `F implies B` (all) for a filter F that is not false."""
     if f is True:
         return b
-    if kind == "all":
+    if is_all:
         return True if b is True else None
     return False if b is False else None
 
 
-def _item_value(kind: str, where: Fn | None, body: Fn, ctx: _Ctx, env: dict) -> Any:
-    """The value of one item under a quantifier: `F and B` for any/none, `F implies B`
-    for all (F the `where` filter, true when absent), in Kleene's logic."""
-    if where is None:
-        return body(ctx, env)
-    f = where(ctx, env)
-    if f is False:
-        return kind == "all"
-    return _filtered_value(kind, f, body(ctx, env))
-
-
-def _path(entry: tuple) -> str:
-    return _path_of(entry[0], entry[1])
-
-
-# (item prefix, suffix) -> "components[1].match.relation": the same few paths recur in
-# every sheet, so each is built once.
-_PATHS: dict[tuple, str] = {}
-
-
-def _path_of(prefix: Any, suffix: str) -> str:
-    key = (prefix, suffix)
-    path = _PATHS.get(key)
-    if path is None:
-        head = f"{prefix[0]}[{prefix[1]}]" if prefix.__class__ is tuple else prefix
-        path = (f"{head}.{suffix}" if head else suffix) if suffix else head
-        if len(_PATHS) > 100_000:
-            _PATHS.clear()
-        _PATHS[key] = path
-    return path
-
-
 def _unknown(trace: list[tuple]) -> tuple[str, ...]:
     # A detector writes "unknown" where it could not decide (see `decided`).
-    return tuple(sorted({_path(t) for t in trace if (t[2] is None or t[2] == "unknown") and not t[4]}))
+    return tuple(sorted({path for path, value, _, site in trace
+                         if (value is None or value == "unknown") and not site.guarded}))
 
 
 _SHOWN_THROUGH_ITEMS = (dict, list)
 _new_evidence = tuple.__new__
+_PATH = operator.itemgetter(0)
 
 
-def _evidence(trace: list[tuple], owners: Mapping[str, str | None]) -> tuple[Evidence, ...]:
-    unique = {}
-    for entry in trace:  # a fact read twice is the same fact
-        unique[entry[0], entry[1]] = entry
+def _evidence(trace: list[tuple], ctx: _Ctx) -> tuple[Evidence, ...]:
+    shown = ctx.shown
     out = []
-    paths = _PATHS
-    for key, (prefix, suffix, value, parent, _guarded, top) in unique.items():
-        if value.__class__ in _SHOWN_THROUGH_ITEMS:
-            continue  # groups and lists are shown through their items
-        method = parent.get("method") if parent.__class__ is dict else None
-        path = paths.get(key) or _path_of(prefix, suffix)
-        out.append(_new_evidence(Evidence, (path, value, owners.get(top),
-                                            method if method.__class__ is str else None)))
-    out.sort()  # by path: paths are unique, so no value is ever compared
+    last = None
+    for entry in sorted(trace, key=_PATH):  # by path; a stable sort, so values are never compared
+        path = entry[0]
+        if path == last:
+            continue  # a fact read twice is the same fact
+        last = path
+        ev = shown.get(path)
+        if ev is None:  # not yet shown by another rule of this sheet
+            _, value, parent, site = entry
+            if value.__class__ in _SHOWN_THROUGH_ITEMS:
+                ev = ()  # groups and lists are shown through their items
+            else:
+                method = parent.get("method") if parent.__class__ is dict else None
+                ev = _new_evidence(Evidence, (path, value, ctx.owners.get(site.top),
+                                              method if method.__class__ is str else None))
+            shown[path] = ev
+        if ev:
+            out.append(ev)
     return tuple(out)
 
 
 def _render(parts: tuple, ctx: _Ctx, env: dict) -> str:
-    out = []
-    for part in parts:
-        if isinstance(part, str):
-            out.append(part)
-        else:
-            out.append(format_value(part(_Ctx(ctx.facts), env)))
-    return "".join(out)
+    scratch = _Ctx(ctx.facts, ctx.owners)  # a message's reads are no evidence
+    return "".join([part if part.__class__ is str else format_value(part(scratch, env)) for part in parts])
 
 
 # -- compiling expressions -----------------------------------------------------------
@@ -375,7 +383,8 @@ def _compile_rule(checked: CheckedRule, params: dict[str, Any], lang: str | None
     if isinstance(cond, ast.Quantifier):
         source = comp.expr(cond.source)
         comp.bind(cond.var, cond.source)  # stays bound for the message, shown once per witness
-        top = _TopQuantifier(cond.kind, cond.var, source, _static_path(cond.source),
+        path = _static_path(cond.source)
+        top = _TopQuantifier(cond.kind, cond.var, source, comp.records(cond.source), path, _item_paths(path, 0),
                              comp.expr(cond.where) if cond.where is not None else None, comp.expr(cond.body))
         condition = None
     else:
@@ -443,87 +452,38 @@ class _Compiler:
         fns = [self.expr(i) for i in e.items]
         return lambda ctx, env: tuple(f(ctx, env) for f in fns)
 
+    def records(self, e: ast.Expr) -> bool:
+        """Whether an expression is a read that leaves a trace entry."""
+        if not isinstance(e, ast.Path):
+            return False
+        return e.root in self.vars and bool(e.fields) or e.root not in self.vars and e.root not in self.params
+
     def _Path(self, e: ast.Path) -> Fn:
-        fields = e.fields
-        guarded = self.guarded > 0
-        if e.root in self.vars:
-            root = e.root
-            top = self.vars[root]
-            suffix = ".".join(fields)
-            if not fields:
-                return lambda ctx, env: env[root][0]
-            if len(fields) == 1:
-                (f1,) = fields
-
-                def read1(ctx, env):
-                    item, prefix = env[root]
-                    v = item.get(f1) if item.__class__ is dict else None
-                    ctx.trace.append((prefix, suffix, v, item, guarded, top))
-                    return v
-                return read1
-            if len(fields) == 2:
-                f1, f2 = fields
-
-                def read2(ctx, env):
-                    item, prefix = env[root]
-                    p = item.get(f1) if item.__class__ is dict else None
-                    v = p.get(f2) if p.__class__ is dict else None
-                    ctx.trace.append((prefix, suffix, v, p, guarded, top))
-                    return v
-                return read2
-
-            def readn(ctx, env):
-                item, prefix = env[root]
-                parent = item
-                v = item
-                for f in fields:
-                    parent = v
-                    v = v.get(f) if v.__class__ is dict else None
-                    if v is None:
-                        break
-                ctx.trace.append((prefix, suffix, v, parent, guarded, top))
-                return v
-            return readn
-        if e.root in self.params:
+        if e.root in self.params and e.root not in self.vars:
             value = self.params[e.root]
             value = tuple(value) if isinstance(value, list) else value
-            for f in fields:  # params are plain values: no fields (the checker saw to it)
+            for f in e.fields:  # params are plain values: no fields (the checker saw to it)
                 value = None
             return lambda ctx, env: value
-        keys = (e.root, *fields)
-        path = ".".join(keys)
-        top = e.root
-        if len(keys) == 2:
-            k1, k2 = keys
+        if e.root in self.vars and not e.fields:
+            root = e.root
+            return lambda ctx, env: env[root][0]
+        return self.read(e)
 
-            def read_fact2(ctx, env):
-                p = ctx.facts.get(k1)
-                v = p.get(k2) if p.__class__ is dict else None
-                ctx.trace.append(("", path, v, p, guarded, top))
-                return v
-            return read_fact2
-        if len(keys) == 3:
-            k1, k2, k3 = keys
-
-            def read_fact3(ctx, env):
-                g = ctx.facts.get(k1)
-                p = g.get(k2) if g.__class__ is dict else None
-                v = p.get(k3) if p.__class__ is dict else None
-                ctx.trace.append(("", path, v, p, guarded, top))
-                return v
-            return read_fact3
-
-        def read_fact(ctx, env):
-            parent = None
-            v = ctx.facts
-            for k in keys:
-                parent = v
-                v = v.get(k) if v.__class__ is dict else None
-                if v is None:
-                    break
-            ctx.trace.append(("", path, v, parent, guarded, top))
-            return v
-        return read_fact
+    def read(self, e: ast.Path, test: Callable[[Any], Any] | None = None, negate: bool = False,
+             decided: bool = False) -> Fn:
+        """A closure that reads a fact (a field of a bound item, or a path from the sheet's
+        root) and records the read. With `test`, it also returns `test(value) is not
+        negate` (unknown stays unknown; `decided` makes a detector's "unknown" unknown):
+        a comparison and its operand in one call, the commonest leaf of a condition."""
+        guarded = self.guarded > 0
+        if e.root in self.vars:
+            root, fields = e.root, e.fields
+            site = _Site(".".join(fields), self.vars[root], guarded)
+            return _VAR_READS[min(len(fields), 3)](root, fields, site, test, negate, decided)
+        keys = (e.root, *e.fields)
+        site = _Site(".".join(keys), e.root, guarded)
+        return _FACT_READS[min(len(keys), 4)](keys, site, test, negate, decided)
 
     def _Not(self, e: ast.Not) -> Fn:
         f = self.expr(e.operand)
@@ -535,28 +495,30 @@ class _Compiler:
 
     def _BoolChain(self, e: ast.BoolChain) -> Fn:
         fns = tuple(self.expr(o) for o in e.operands)
-        if e.op == "and":
-            def and_(ctx, env):
-                unknown = False
-                for f in fns:
-                    v = f(ctx, env)
-                    if v is False:
-                        return False
-                    if v is None:
-                        unknown = True
-                return None if unknown else True
-            return and_
+        stop = e.op == "or"  # the operand value that decides the chain
+        if len(fns) == 2:  # the usual case, without the loop
+            first, second = fns
 
-        def or_(ctx, env):
+            def chain2(ctx, env):
+                a = first(ctx, env)
+                if a is stop:
+                    return stop
+                b = second(ctx, env)
+                if b is stop:
+                    return stop
+                return None if a is None or b is None else not stop
+            return chain2
+
+        def chain(ctx, env):
             unknown = False
             for f in fns:
                 v = f(ctx, env)
-                if v is True:
-                    return True
+                if v is stop:
+                    return stop
                 if v is None:
                     unknown = True
-            return None if unknown else False
-        return or_
+            return None if unknown else not stop
+        return chain
 
     def _Implies(self, e: ast.Implies) -> Fn:
         left, right = self.expr(e.left), self.expr(e.right)
@@ -573,10 +535,23 @@ class _Compiler:
             return None
         return implies
 
+    def fused(self, e: ast.Expr, test: Callable[[Any], Any], negate: bool = False) -> Fn | None:
+        """`path OP constant` or `decided(path) OP constant` as one closure, else None."""
+        decided = isinstance(e, ast.Call) and e.function == "decided"
+        if decided:
+            e = e.args[0]
+        if isinstance(e, ast.Path) and e.fields and not (e.root in self.params and e.root not in self.vars):
+            return self.read(e, test, negate, decided)
+        return None
+
     def _Compare(self, e: ast.Compare) -> Fn:
         op = _COMPARE[e.op]
         c = self.constant(e.right)
         if c is not self._NO:  # the common `fact == "value"`, `fact >= limit`
+            # The constant goes first: `c <= v` is `v >= c`.
+            fused = self.fused(e.left, partial(_REFLECTED[e.op], c))
+            if fused is not None:
+                return fused
             left = self.expr(e.left)
             if e.op == "==":
                 def equals_const(ctx, env):
@@ -599,11 +574,14 @@ class _Compiler:
         return compare
 
     def _Member(self, e: ast.Member) -> Fn:
-        item = self.expr(e.item)
         neg = e.negated
         const = self.constant(e.collection)
         if const is not self._NO:
             const = frozenset(const) if isinstance(const, tuple) else const
+            fused = self.fused(e.item, const.__contains__, neg)
+            if fused is not None:
+                return fused
+            item = self.expr(e.item)
 
             def member_const(ctx, env):
                 v = item(ctx, env)
@@ -611,6 +589,7 @@ class _Compiler:
                     return None
                 return (v in const) is not neg
             return member_const
+        item = self.expr(e.item)
         coll = self.expr(e.collection)
 
         def member(ctx, env):
@@ -681,28 +660,66 @@ class _Compiler:
             return impl(*args)
         return call
 
+    def item_paths(self, source: ast.Expr) -> tuple[list[str] | None, Callable[[dict, int], list[str]]]:
+        """The paths of a quantifier's items: a list grown as longer lists come, when it
+        goes through a list of the sheet; else fn(env, n) (`c.match.layers` with `c` the
+        second component goes through `components[1].match.layers[0]`, ...)."""
+        if isinstance(source, ast.Path) and source.root in self.vars:
+            root, rest = source.root, "".join("." + f for f in source.fields)
+            return None, lambda env, n: _item_paths(env[root][1] + rest, n)
+        base = _static_path(source)
+        paths = _item_paths(base, 0)
+        return paths, lambda env, n: _grow_paths(paths, base, n)
+
+    def join(self, e: ast.Quantifier) -> tuple[tuple[str, ...], Fn] | None:
+        """`d in LIST where d.X == K`, K not naming `d`, LIST not an item's field: X's
+        fields and K compiled, so that the items it keeps can be looked up (see `_joined`)."""
+        w = e.where
+        if not (isinstance(w, ast.Compare) and w.op == "==" and isinstance(e.source, ast.Path)) \
+                or e.source.root in self.vars:
+            return None
+        for side, other in ((w.left, w.right), (w.right, w.left)):
+            if isinstance(side, ast.Path) and side.root == e.var and side.fields and not _names(other, e.var):
+                return side.fields, self.expr(other)
+        return None
+
     def _Quantifier(self, e: ast.Quantifier) -> Fn:
         source = self.expr(e.source)
-        source_path = _static_path(e.source)
+        source_read = self.records(e.source)
+        static_paths, item_paths = self.item_paths(e.source)
         self.bind(e.var, e.source)
+        join = self.join(e)
         where = self.expr(e.where) if e.where is not None else None
         body = self.expr(e.body)
         self.unbind(e.var)
         var, kind = e.var, e.kind
+        is_all = kind == "all"
         # Inner quantifiers stop at the first item that settles them.
         settle = kind != "all"
+        if join is not None:
+            fields, key_of = join
+            join_id = (_static_path(e.source), fields)
 
         def quantify(ctx, env):
             items = source(ctx, env)
             if items is None:
                 return None
-            base = _base(source_path, env)
-            saved = env.get(var)
+            if source_read and items.__class__ is list:
+                ctx.trace.pop()  # a list is shown through its items
+            n = len(items)
+            prefixes = static_paths if static_paths is not None and len(static_paths) >= n else item_paths(env, n)
             unknown = False
-            result = None
             trace = ctx.trace
-            for i, item in enumerate(items):
-                env[var] = (item, (base, i))
+            pairs = enumerate(items)
+            if join is not None and len(items) > 1 and items.__class__ is list:
+                start = len(trace)
+                key = key_of(ctx, env)
+                del trace[start:]  # read again with each item the filter keeps
+                kept = _joined(ctx, join_id, items, key)
+                if kept is not None:
+                    pairs = zip(kept, map(items.__getitem__, kept))
+            for i, item in pairs:
+                env[var] = (item, prefixes[i])
                 if where is None:
                     v = body(ctx, env)
                 else:
@@ -713,18 +730,11 @@ class _Compiler:
                         # not evidence (in a join, most pairs are left out).
                         del trace[start:]
                         continue
-                    v = _filtered_value(kind, f, body(ctx, env))
+                    v = body(ctx, env) if f is True else _filtered_value(is_all, f, body(ctx, env))
                 if v is None:
                     unknown = True
                 elif v is settle:
-                    result = True
-                    break
-            if saved is None:
-                env.pop(var, None)
-            else:
-                env[var] = saved
-            if result:
-                return kind == "any"
+                    return kind == "any"
             if unknown:
                 return None
             return kind != "any"
@@ -732,7 +742,8 @@ class _Compiler:
 
     def _Count(self, e: ast.Count) -> Fn:
         source = self.expr(e.source)
-        source_path = _static_path(e.source)
+        source_read = self.records(e.source)
+        static_paths, item_paths = self.item_paths(e.source)
         self.bind(e.var, e.source)
         where = self.expr(e.where) if e.where is not None else None
         self.unbind(e.var)
@@ -742,34 +753,179 @@ class _Compiler:
             items = source(ctx, env)
             if items is None:
                 return None
+            if source_read and items.__class__ is list:
+                ctx.trace.pop()  # a list is shown through its items
             if where is None:
                 return len(items)
-            base = _base(source_path, env)
-            saved = env.get(var)
+            n = len(items)
+            prefixes = static_paths if static_paths is not None and len(static_paths) >= n else item_paths(env, n)
             n = 0
             unknown = False
             for i, item in enumerate(items):
-                env[var] = (item, (base, i))
+                env[var] = (item, prefixes[i])
                 v = where(ctx, env)
                 if v is True:
                     n += 1
                 elif v is None:
                     unknown = True
-            if saved is None:
-                env.pop(var, None)
-            else:
-                env[var] = saved
             return None if unknown else n
         return count
 
 
+def _names(e: Any, name: str) -> bool:
+    """Whether an expression mentions a variable."""
+    if isinstance(e, ast.Path):
+        return e.root == name
+    if isinstance(e, tuple):
+        return any(_names(x, name) for x in e)
+    if isinstance(e, _EXPRS):
+        return any(_names(v, name) for v in vars(e).values())
+    return False
+
+
+_EXPRS = get_args(ast.Expr)
+# Values a text never equals (all a fact sheet holds besides text and null).
+_NEVER_TEXT = frozenset({int, float, bool, list, dict})
+
+
+def _joined(ctx: _Ctx, join_id: tuple, items: list, key: Any) -> list[int] | None:
+    """The items a `where d.X == key` filter keeps, in order: those whose X is `key` and
+    those whose X is unknown. None: no shortcut (key not a text, or some X not plain).
+    The index is built once per sheet and list."""
+    if key.__class__ is not str:
+        return None
+    cached = ctx.joins.get(join_id)
+    if cached is None or cached[0] is not items:
+        by_value: dict[str, list[int]] | None = {}
+        unknown: list[int] = []
+        for i, item in enumerate(items):
+            v = item
+            for f in join_id[1]:  # as a field read goes
+                v = v.get(f) if v.__class__ is dict else None
+            if v is None:
+                unknown.append(i)
+            elif v.__class__ is str:
+                by_value.setdefault(v, []).append(i)
+            elif v.__class__ not in _NEVER_TEXT:
+                by_value = None
+                break
+        if by_value and unknown:
+            by_value = {k: sorted(ix + unknown) for k, ix in by_value.items()}
+        cached = ctx.joins[join_id] = (items, by_value, unknown)
+    _, by_value, unknown = cached
+    return None if by_value is None else by_value.get(key, unknown)
+
+
+# -- reading facts -------------------------------------------------------------------
+# One closure per shape of path, each reading its value inline and recording the read as
+# (path, value, parent object, site): the parent says how the value was found (its
+# `method`). Each ends alike: the value, or with a test the test's answer (see `read`).
+
+
+def _read_var1(root, fields, site, test, negate, decided) -> Fn:
+    paths = site.paths
+    (f1,) = fields
+
+    def read(ctx, env):
+        item, prefix = env[root]
+        v = item.get(f1) if item.__class__ is dict else None
+        ctx.trace.append((paths.get(prefix) or site.path(prefix), v, item, site))
+        if test is None or v is None:
+            return v
+        return None if decided and v == "unknown" else test(v) is not negate
+    return read
+
+
+def _read_var2(root, fields, site, test, negate, decided) -> Fn:
+    paths = site.paths
+    f1, f2 = fields
+
+    def read(ctx, env):
+        item, prefix = env[root]
+        p = item.get(f1) if item.__class__ is dict else None
+        v = p.get(f2) if p.__class__ is dict else None
+        ctx.trace.append((paths.get(prefix) or site.path(prefix), v, p, site))
+        if test is None or v is None:
+            return v
+        return None if decided and v == "unknown" else test(v) is not negate
+    return read
+
+
+def _read_var(root, fields, site, test, negate, decided) -> Fn:
+    paths = site.paths
+
+    def read(ctx, env):
+        item, prefix = env[root]
+        parent = v = item
+        for f in fields:
+            parent = v
+            v = v.get(f) if v.__class__ is dict else None
+            if v is None:
+                break
+        ctx.trace.append((paths.get(prefix) or site.path(prefix), v, parent, site))
+        if test is None or v is None:
+            return v
+        return None if decided and v == "unknown" else test(v) is not negate
+    return read
+
+
+def _read_fact2(keys, site, test, negate, decided) -> Fn:
+    path = site.suffix
+    k1, k2 = keys
+
+    def read(ctx, env):
+        p = ctx.facts.get(k1)
+        v = p.get(k2) if p.__class__ is dict else None
+        ctx.trace.append((path, v, p, site))
+        if test is None or v is None:
+            return v
+        return None if decided and v == "unknown" else test(v) is not negate
+    return read
+
+
+def _read_fact3(keys, site, test, negate, decided) -> Fn:
+    path = site.suffix
+    k1, k2, k3 = keys
+
+    def read(ctx, env):
+        g = ctx.facts.get(k1)
+        p = g.get(k2) if g.__class__ is dict else None
+        v = p.get(k3) if p.__class__ is dict else None
+        ctx.trace.append((path, v, p, site))
+        if test is None or v is None:
+            return v
+        return None if decided and v == "unknown" else test(v) is not negate
+    return read
+
+
+def _read_fact(keys, site, test, negate, decided) -> Fn:
+    path = site.suffix
+
+    def read(ctx, env):
+        parent = None
+        v = ctx.facts
+        for k in keys:
+            parent = v
+            v = v.get(k) if v.__class__ is dict else None
+            if v is None:
+                break
+        ctx.trace.append((path, v, parent, site))
+        if test is None or v is None:
+            return v
+        return None if decided and v == "unknown" else test(v) is not negate
+    return read
+
+
+# By the number of fields after a variable, of keys from the sheet's root (more: a loop).
+_VAR_READS = {1: _read_var1, 2: _read_var2, 3: _read_var}
+_FACT_READS = {1: _read_fact, 2: _read_fact2, 3: _read_fact3, 4: _read_fact}
+
 _COMPARE = {
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}
+# `v OP c` as `REFLECTED(c, v)`, so a constant can be bound first.
+_REFLECTED = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.gt, "<=": operator.ge, ">": operator.lt, ">=": operator.le,
 }
 
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
