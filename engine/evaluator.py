@@ -66,9 +66,31 @@ class RuleResult:
     @property
     def evidence(self) -> tuple[Evidence, ...]:
         """Each fact the rule read (of the items that decided it), sorted by path."""
-        if self._evidence is None:
-            self._evidence = _evidence(self._trace, self._ctx)
-        return self._evidence
+        if self._evidence is not None:
+            return self._evidence
+        ctx = self._ctx
+        shown, owners = ctx.shown, ctx.owners  # a fact several rules of a sheet read: one evidence
+        out = []
+        last = None
+        for entry in sorted(self._trace, key=_PATH):  # a stable sort: values are never compared
+            path = entry[0]
+            if path == last:
+                continue  # a fact read twice is the same fact
+            last = path
+            ev = shown.get(path)
+            if ev is None:
+                _, value, parent, site = entry
+                if value.__class__ in _SHOWN_THROUGH_ITEMS:
+                    ev = ()  # groups and lists are shown through their items
+                else:
+                    method = parent.get("method") if parent.__class__ is dict else None
+                    ev = _new_evidence(Evidence, (path, value, owners.get(site.top),
+                                                  method if method.__class__ is str else None))
+                shown[path] = ev
+            if ev:
+                out.append(ev)
+        ev = self._evidence = tuple(out)
+        return ev
 
     @property
     def unknown(self) -> tuple[str, ...]:
@@ -189,22 +211,11 @@ class _CompiledRule(NamedTuple):
     checked: CheckedRule
     id: str
     level: str
-    forbid: bool
-    condition: Fn
-    quantifier: "_TopQuantifier | None"
-    message: tuple  # parts: str or Fn
     params: tuple[tuple[str, Any], ...]
 
 
-class _TopQuantifier(NamedTuple):
-    kind: str
-    var: str
-    source: Fn
-    source_read: bool  # the source is a fact read (see `_Compiler.records`)
-    source_path: str
-    paths: list[str]  # its items' paths (see `_item_paths`)
-    where: Fn | None
-    body: Fn
+# A compiled rule's run: run(ctx, env) -> its result on the sheet of ctx.
+Run = Callable[["_Ctx", dict], RuleResult]
 
 
 class Program:
@@ -214,15 +225,16 @@ class Program:
         self.policy = policy
         self.params = dict(params)
         self.lang = lang
-        self._rules = tuple(_compile_rule(r, self.params, lang) for r in policy.rules)
+        self._runs = tuple(_compile_rule(r, self.params, lang) for r in policy.rules)
+        self._levels = tuple(r.level for r in policy.rules)
 
     def evaluate(self, sheet: FactSheet) -> Evaluation:
         ctx = _Ctx(sheet.facts, sheet.owner_labels)
         # A variable is read only inside its quantifier, which binds it first (the checker
         # refuses shadowing), so bindings left behind are never seen.
         env: dict = {}
-        results = tuple([_run_rule(rule, ctx, env) for rule in self._rules])
-        verdict = combine_verdict([(r._rule.level, r.outcome) for r in results])
+        results = tuple([run(ctx, env) for run in self._runs])
+        verdict = combine_verdict(list(zip(self._levels, [r.outcome for r in results])))
         return Evaluation(verdict, results, sheet, self.policy, self.params, self.lang)
 
 
@@ -246,35 +258,75 @@ def evaluate_policy(policy: CheckedPolicy, sheet: FactSheet, overrides: Mapping[
 # -- running one rule ------------------------------------------------------------------
 
 
-def _run_rule(rule: _CompiledRule, ctx: _Ctx, env: dict) -> RuleResult:
-    trace = ctx.trace = []
-    q = rule.quantifier
-    if q is None:
-        value = rule.condition(ctx, env)
-    else:
-        items = q.source(ctx, env)
-        if items.__class__ is list and q.source_read:
-            trace.pop()  # a list is shown through its items
-        if items is None:
-            value = None
-            q = None  # no items: nothing to single out
-        else:
-            paths = q.paths
-            prefixes = paths if len(paths) >= len(items) else _grow_paths(paths, q.source_path, len(items))
-            marks = [len(trace)]  # item i's reads are trace[marks[i]:marks[i + 1]]
-            values: list = []
-            value = _run_items(q, ctx, env, items, prefixes, values, marks)
-    if value is None:
-        outcome = INDETERMINATE
-    elif value is rule.forbid:
-        outcome = FAIL
-    else:
+def _plain_rule(rule: _CompiledRule, condition: Fn, forbid: bool, message: tuple) -> Run:
+    def run(ctx, env):
+        trace = ctx.trace = []
+        value = condition(ctx, env)
+        if value is None or value is forbid:
+            return _explain(rule, value, ctx, trace, message)
         return RuleResult(rule, PASS, "", (), trace, ctx)
+    return run
 
-    # Which items decided the rule: those whose own value points the same way.
+
+def _quantified_rule(rule: _CompiledRule, q: ast.Quantifier, comp: "_Compiler", forbid: bool,
+                     template: ast.Template | None) -> Run:
+    """A rule that is a quantifier. Unlike an inner one it goes through every item (the
+    rule's explanation names them all), and notes each item's value and reads."""
+    source, source_read = comp.expr(q.source), comp.records(q.source)
+    base = _static_path(q.source)
+    paths = _item_paths(base, 0)
+    comp.bind(q.var, q.source)  # stays bound for the message, shown once per witness
+    where = comp.expr(q.where) if q.where is not None else None
+    body = comp.expr(q.body)
+    message = _message(template, comp)
+    var, kind = q.var, q.kind
+    is_all = kind == "all"
+    settle = not is_all  # an item's value that settles the quantifier
+
+    def run(ctx, env):
+        trace = ctx.trace = []
+        items = source(ctx, env)
+        if items is None:
+            return _explain(rule, None, ctx, trace, message)
+        if source_read and items.__class__ is list:
+            trace.pop()  # a list is shown through its items
+        n = len(items)
+        prefixes = paths if len(paths) >= n else _grow_paths(paths, base, n)
+        values = []
+        marks = [len(trace)]  # item i's reads are trace[marks[i]:marks[i + 1]]
+        hit = unknown = False
+        for i, item in enumerate(items):
+            env[var] = (item, prefixes[i])
+            if where is None:
+                v = body(ctx, env)
+            else:
+                f = where(ctx, env)
+                if f is True:
+                    v = body(ctx, env)
+                else:
+                    v = is_all if f is False else _filtered_value(is_all, f, body(ctx, env))
+            values.append(v)
+            marks.append(len(trace))
+            if v is settle:
+                hit = True
+            elif v is None:
+                unknown = True
+        value = (kind == "any") if hit else (None if unknown else kind != "any")
+        if value is None or value is forbid:
+            return _explain(rule, value, ctx, trace, message, (var, kind, items, prefixes, values, marks))
+        return RuleResult(rule, PASS, "", (), trace, ctx)
+    return run
+
+
+def _explain(rule: _CompiledRule, value: Any, ctx: _Ctx, trace: list, message: tuple,
+             quantified: tuple | None = None) -> RuleResult:
+    """The result of a rule that did not pass: the items that decided it (those whose own
+    value points the same way), their reads, and the message."""
+    outcome = INDETERMINATE if value is None else FAIL
     chosen: list[int] = []
-    if q is not None:
-        want = None if outcome == INDETERMINATE else q.kind != "all"
+    if quantified is not None:
+        var, kind, items, prefixes, values, marks = quantified
+        want = None if value is None else kind != "all"
         chosen = [i for i, v in enumerate(values) if v is want]
     if chosen:
         # Reads outside any item (whole-sheet facts) always count.
@@ -283,44 +335,16 @@ def _run_rule(rule: _CompiledRule, ctx: _Ctx, env: dict) -> RuleResult:
             keep += trace[marks[i]:marks[i + 1]]
         trace = keep
     if outcome == FAIL:
+        ctx.trace = []  # a message's reads are no evidence
         if chosen:
-            var = q.var
-            message = "; ".join([_render(rule.message, ctx, {var: (items[i], prefixes[i])}) for i in chosen])
+            text = "; ".join([_render(message, ctx, {var: (items[i], prefixes[i])}) for i in chosen])
         else:
-            message = _render(rule.message, ctx, {})  # no item to name: its variable is unbound
+            text = _render(message, ctx, {})  # no item to name: its variable is unbound
     else:
         unknown = _unknown(trace)
-        message = ("cannot decide: " + ", ".join(f"`{u}`" for u in unknown) + " unknown") if unknown \
+        text = ("cannot decide: `" + "`, `".join(unknown) + "` unknown") if unknown \
             else "cannot decide: a fact it needs is unknown"
-    return RuleResult(rule, outcome, message, tuple([prefixes[i] for i in chosen]), trace, ctx)
-
-
-def _run_items(q: _TopQuantifier, ctx: _Ctx, env: dict, items: list, prefixes: list[str], values: list,
-               marks: list[int]) -> Any:
-    """A top-level quantifier's value. Unlike an inner one it goes through every item (the
-    rule's explanation names them all); `values` gets each item's value, `marks` where
-    its reads end."""
-    trace = ctx.trace
-    where, body, var, kind = q.where, q.body, q.var, q.kind
-    is_all = kind == "all"
-    settle = not is_all  # an item's value that settles the quantifier
-    hit = unknown = False
-    for i, item in enumerate(items):
-        env[var] = (item, prefixes[i])
-        if where is None:
-            v = body(ctx, env)
-        else:
-            f = where(ctx, env)
-            v = is_all if f is False else _filtered_value(is_all, f, body(ctx, env))
-        values.append(v)
-        marks.append(len(trace))
-        if v is settle:
-            hit = True
-        elif v is None:
-            unknown = True
-    if hit:
-        return kind == "any"
-    return None if unknown else kind != "any"
+    return RuleResult(rule, outcome, text, tuple([prefixes[i] for i in chosen]), trace, ctx)
 
 
 def _filtered_value(is_all: bool, f: Any, b: Any) -> Any:
@@ -343,56 +367,28 @@ _new_evidence = tuple.__new__
 _PATH = operator.itemgetter(0)
 
 
-def _evidence(trace: list[tuple], ctx: _Ctx) -> tuple[Evidence, ...]:
-    shown = ctx.shown
-    out = []
-    last = None
-    for entry in sorted(trace, key=_PATH):  # by path; a stable sort, so values are never compared
-        path = entry[0]
-        if path == last:
-            continue  # a fact read twice is the same fact
-        last = path
-        ev = shown.get(path)
-        if ev is None:  # not yet shown by another rule of this sheet
-            _, value, parent, site = entry
-            if value.__class__ in _SHOWN_THROUGH_ITEMS:
-                ev = ()  # groups and lists are shown through their items
-            else:
-                method = parent.get("method") if parent.__class__ is dict else None
-                ev = _new_evidence(Evidence, (path, value, ctx.owners.get(site.top),
-                                              method if method.__class__ is str else None))
-            shown[path] = ev
-        if ev:
-            out.append(ev)
-    return tuple(out)
-
-
 def _render(parts: tuple, ctx: _Ctx, env: dict) -> str:
-    scratch = _Ctx(ctx.facts, ctx.owners)  # a message's reads are no evidence
-    return "".join([part if part.__class__ is str else format_value(part(scratch, env)) for part in parts])
+    return "".join([part if part.__class__ is str else format_value(part(ctx, env)) for part in parts])
 
 
 # -- compiling expressions -----------------------------------------------------------
 
 
-def _compile_rule(checked: CheckedRule, params: dict[str, Any], lang: str | None) -> _CompiledRule:
+def _compile_rule(checked: CheckedRule, params: dict[str, Any], lang: str | None) -> Run:
     rule = checked.rule
     comp = _Compiler(params)
-    top = None
-    cond = rule.condition
-    if isinstance(cond, ast.Quantifier):
-        source = comp.expr(cond.source)
-        comp.bind(cond.var, cond.source)  # stays bound for the message, shown once per witness
-        path = _static_path(cond.source)
-        top = _TopQuantifier(cond.kind, cond.var, source, comp.records(cond.source), path, _item_paths(path, 0),
-                             comp.expr(cond.where) if cond.where is not None else None, comp.expr(cond.body))
-        condition = None
-    else:
-        condition = comp.expr(cond)
-    template = _pick_message(rule, lang)
-    parts = tuple(p if isinstance(p, str) else comp.expr(p) for p in template.parts) if template else ()
     used = tuple((name, params[name]) for name in checked.params_used)
-    return _CompiledRule(checked, rule.id, checked.level, rule.mode == "forbid", condition, top, parts, used)
+    compiled = _CompiledRule(checked, rule.id, checked.level, used)
+    forbid = rule.mode == "forbid"
+    template = _pick_message(rule, lang)
+    if isinstance(rule.condition, ast.Quantifier):
+        return _quantified_rule(compiled, rule.condition, comp, forbid, template)
+    return _plain_rule(compiled, comp.expr(rule.condition), forbid, _message(template, comp))
+
+
+def _message(template: ast.Template | None, comp: "_Compiler") -> tuple:
+    """A message's parts: text, or a compiled expression shown by its value."""
+    return tuple(p if isinstance(p, str) else comp.expr(p) for p in template.parts) if template else ()
 
 
 def _pick_message(rule: ast.Rule, lang: str | None) -> ast.Template | None:
@@ -711,7 +707,7 @@ class _Compiler:
             unknown = False
             trace = ctx.trace
             pairs = enumerate(items)
-            if join is not None and len(items) > 1 and items.__class__ is list:
+            if join is not None and n >= _JOIN_MIN_ITEMS and items.__class__ is list:
                 start = len(trace)
                 key = key_of(ctx, env)
                 del trace[start:]  # read again with each item the filter keeps
@@ -784,6 +780,8 @@ def _names(e: Any, name: str) -> bool:
 
 
 _EXPRS = get_args(ast.Expr)
+# Fewer items than this are as quickly tried one by one as looked up.
+_JOIN_MIN_ITEMS = 3
 # Values a text never equals (all a fact sheet holds besides text and null).
 _NEVER_TEXT = frozenset({int, float, bool, list, dict})
 
@@ -869,6 +867,20 @@ def _read_var(root, fields, site, test, negate, decided) -> Fn:
     return read
 
 
+def _read_fact1(keys, site, test, negate, decided) -> Fn:
+    path = site.suffix
+    (k1,) = keys
+
+    def read(ctx, env):
+        facts = ctx.facts
+        v = facts.get(k1) if facts.__class__ is dict else None
+        ctx.trace.append((path, v, facts, site))
+        if test is None or v is None:
+            return v
+        return None if decided and v == "unknown" else test(v) is not negate
+    return read
+
+
 def _read_fact2(keys, site, test, negate, decided) -> Fn:
     path = site.suffix
     k1, k2 = keys
@@ -918,7 +930,7 @@ def _read_fact(keys, site, test, negate, decided) -> Fn:
 
 # By the number of fields after a variable, of keys from the sheet's root (more: a loop).
 _VAR_READS = {1: _read_var1, 2: _read_var2, 3: _read_var}
-_FACT_READS = {1: _read_fact, 2: _read_fact2, 3: _read_fact3, 4: _read_fact}
+_FACT_READS = {1: _read_fact1, 2: _read_fact2, 3: _read_fact3, 4: _read_fact}
 
 _COMPARE = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
