@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 from functools import partial
-from typing import Any, Callable, Mapping, NamedTuple, get_args
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, get_args
 
 from . import ast
 from .checker import CheckedPolicy, CheckedRule
@@ -112,15 +112,18 @@ class Evaluation(NamedTuple):
     lang: str | None = None  # the language messages were chosen in
 
 
-def combine_verdict(outcomes: list[tuple[str, str]]) -> str:
+def combine_verdict(outcomes: Iterable[tuple[str, str]]) -> str:
     """(level, outcome) pairs -> verdict: fail if a blocking rule fails, else
     indeterminate if a blocking rule is, else pass."""
-    blocking = [o for level, o in outcomes if level == "blocking"]
-    if FAIL in blocking:
-        return FAIL
-    if INDETERMINATE in blocking:
-        return INDETERMINATE
-    return PASS
+    verdict = PASS
+    for level, o in outcomes:
+        if o is PASS or level != "blocking":
+            continue  # most rules pass: the verdict is looked for where it can change
+        if o == FAIL:
+            return FAIL
+        if o == INDETERMINATE:
+            verdict = INDETERMINATE
+    return verdict
 
 
 def format_value(value: Any) -> str:
@@ -175,35 +178,32 @@ class _Site:
         self.suffix = suffix
         self.top = top  # the fact sheet key the value is under: who wrote it
         self.guarded = guarded  # inside known(...) or the left of `otherwise`
-        self.paths = {"": suffix}  # item path -> full path
+        self.paths: dict[str, str] = {}  # item path -> full path
 
     def path(self, prefix: str) -> str:
         path = self.paths.get(prefix)
         if path is None:
-            path = f"{prefix}.{self.suffix}" if self.suffix else prefix
+            path = f"{prefix}.{self.suffix}" if prefix else self.suffix
             if len(self.paths) > 10_000:
                 self.paths.clear()
             self.paths[prefix] = path
         return path
 
 
-# list path -> its items' paths, ["components[0]", "components[1]", ...]: the same few
-# recur in every sheet, so each is made once and item paths compare by identity.
-_ITEM_PATHS: dict[str, list[str]] = {}
+# list path -> its items' paths, ("components[0]", "components[1]", ...): the same few
+# recur in every sheet, so each is made once, and paths that are dictionary keys
+# (see `_Site`) compare by identity. A tuple handed out is never changed: a longer one
+# replaces it.
+_ITEM_PATHS: dict[str, tuple[str, ...]] = {}
 
 
-def _item_paths(base: str, n: int) -> list[str]:
-    paths = _ITEM_PATHS.get(base)
-    if paths is None:
+def _item_paths(base: str, n: int) -> tuple[str, ...]:
+    """The paths of (at least) the first n items of the list at `base`."""
+    paths = _ITEM_PATHS.get(base, ())
+    if len(paths) < n:
         if len(_ITEM_PATHS) > 10_000:
             _ITEM_PATHS.clear()
-        paths = _ITEM_PATHS[base] = []
-    return _grow_paths(paths, base, n)
-
-
-def _grow_paths(paths: list[str], base: str, n: int) -> list[str]:
-    while len(paths) < n:
-        paths.append(f"{base}[{len(paths)}]")
+        paths = _ITEM_PATHS[base] = paths + tuple(f"{base}[{i}]" for i in range(len(paths), n))
     return paths
 
 
@@ -234,7 +234,7 @@ class Program:
         # refuses shadowing), so bindings left behind are never seen.
         env: dict = {}
         results = tuple([run(ctx, env) for run in self._runs])
-        verdict = combine_verdict(list(zip(self._levels, [r.outcome for r in results])))
+        verdict = combine_verdict(zip(self._levels, [r.outcome for r in results]))
         return Evaluation(verdict, results, sheet, self.policy, self.params, self.lang)
 
 
@@ -274,7 +274,7 @@ def _quantified_rule(rule: _CompiledRule, q: ast.Quantifier, comp: "_Compiler", 
     rule's explanation names them all), and notes each item's value and reads."""
     source, source_read = comp.expr(q.source), comp.records(q.source)
     base = _static_path(q.source)
-    paths = _item_paths(base, 0)
+    paths = _item_paths(base, 0)  # of the longest list yet
     comp.bind(q.var, q.source)  # stays bound for the message, shown once per witness
     where = comp.expr(q.where) if q.where is not None else None
     body = comp.expr(q.body)
@@ -284,14 +284,16 @@ def _quantified_rule(rule: _CompiledRule, q: ast.Quantifier, comp: "_Compiler", 
     settle = not is_all  # an item's value that settles the quantifier
 
     def run(ctx, env):
+        nonlocal paths
         trace = ctx.trace = []
         items = source(ctx, env)
         if items is None:
             return _explain(rule, None, ctx, trace, message)
         if source_read and items.__class__ is list:
             trace.pop()  # a list is shown through its items
-        n = len(items)
-        prefixes = paths if len(paths) >= n else _grow_paths(paths, base, n)
+        if len(paths) < len(items):
+            paths = _item_paths(base, len(items))
+        prefixes = paths
         values = []
         marks = [len(trace)]  # item i's reads are trace[marks[i]:marks[i + 1]]
         hit = unknown = False
@@ -656,16 +658,13 @@ class _Compiler:
             return impl(*args)
         return call
 
-    def item_paths(self, source: ast.Expr) -> tuple[list[str] | None, Callable[[dict, int], list[str]]]:
-        """The paths of a quantifier's items: a list grown as longer lists come, when it
-        goes through a list of the sheet; else fn(env, n) (`c.match.layers` with `c` the
-        second component goes through `components[1].match.layers[0]`, ...)."""
+    def item_base(self, source: ast.Expr) -> tuple[str | None, Callable[[dict], str] | None]:
+        """Where a quantifier's list is in the sheet: its path when fixed, else fn(env):
+        `c.match.layers` with `c` the second component is `components[1].match.layers`."""
         if isinstance(source, ast.Path) and source.root in self.vars:
             root, rest = source.root, "".join("." + f for f in source.fields)
-            return None, lambda env, n: _item_paths(env[root][1] + rest, n)
-        base = _static_path(source)
-        paths = _item_paths(base, 0)
-        return paths, lambda env, n: _grow_paths(paths, base, n)
+            return None, lambda env: env[root][1] + rest
+        return _static_path(source), None
 
     def join(self, e: ast.Quantifier) -> tuple[tuple[str, ...], Fn] | None:
         """`d in LIST where d.X == K`, K not naming `d`, LIST not an item's field: X's
@@ -682,7 +681,8 @@ class _Compiler:
     def _Quantifier(self, e: ast.Quantifier) -> Fn:
         source = self.expr(e.source)
         source_read = self.records(e.source)
-        static_paths, item_paths = self.item_paths(e.source)
+        base, base_of = self.item_base(e.source)
+        paths = _item_paths(base, 0) if base is not None else ()  # of the longest list yet
         self.bind(e.var, e.source)
         join = self.join(e)
         where = self.expr(e.where) if e.where is not None else None
@@ -697,13 +697,19 @@ class _Compiler:
             join_id = (_static_path(e.source), fields)
 
         def quantify(ctx, env):
+            nonlocal paths
             items = source(ctx, env)
             if items is None:
                 return None
             if source_read and items.__class__ is list:
                 ctx.trace.pop()  # a list is shown through its items
             n = len(items)
-            prefixes = static_paths if static_paths is not None and len(static_paths) >= n else item_paths(env, n)
+            if base is None:
+                prefixes = _item_paths(base_of(env), n)
+            else:
+                if len(paths) < n:
+                    paths = _item_paths(base, n)
+                prefixes = paths
             unknown = False
             trace = ctx.trace
             pairs = enumerate(items)
@@ -739,13 +745,15 @@ class _Compiler:
     def _Count(self, e: ast.Count) -> Fn:
         source = self.expr(e.source)
         source_read = self.records(e.source)
-        static_paths, item_paths = self.item_paths(e.source)
+        base, base_of = self.item_base(e.source)
+        paths = _item_paths(base, 0) if base is not None else ()  # of the longest list yet
         self.bind(e.var, e.source)
         where = self.expr(e.where) if e.where is not None else None
         self.unbind(e.var)
         var = e.var
 
         def count(ctx, env):
+            nonlocal paths
             items = source(ctx, env)
             if items is None:
                 return None
@@ -754,17 +762,22 @@ class _Compiler:
             if where is None:
                 return len(items)
             n = len(items)
-            prefixes = static_paths if static_paths is not None and len(static_paths) >= n else item_paths(env, n)
-            n = 0
+            if base is None:
+                prefixes = _item_paths(base_of(env), n)
+            else:
+                if len(paths) < n:
+                    paths = _item_paths(base, n)
+                prefixes = paths
+            hits = 0
             unknown = False
             for i, item in enumerate(items):
                 env[var] = (item, prefixes[i])
                 v = where(ctx, env)
                 if v is True:
-                    n += 1
+                    hits += 1
                 elif v is None:
                     unknown = True
-            return None if unknown else n
+            return None if unknown else hits
         return count
 
 
