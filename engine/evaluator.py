@@ -33,6 +33,11 @@ class Evidence(NamedTuple):
     method: str | None
 
 
+_SHOWN_THROUGH_ITEMS = (dict, list)
+_new_evidence = tuple.__new__
+_PATH = operator.itemgetter(0)  # a trace entry's path
+
+
 class RuleResult:
     """One rule's outcome and why. Evidence and unknown facts are read off the trace of
     fact reads when first asked for, so a caller who needs only outcomes pays nothing."""
@@ -169,8 +174,8 @@ class _Ctx:
 
 
 class _Site:
-    """A place in a policy that reads a fact. A trace entry names it with the item's path
-    (`components[1]`, or "" for a whole-sheet fact); the full path is made only if shown."""
+    """A place in a policy that reads a fact. For a field of a bound item it keeps the
+    field's path for each item path (`components[1]` -> `components[1].kind`), made once."""
 
     __slots__ = ("suffix", "top", "guarded", "paths")
 
@@ -362,11 +367,6 @@ def _unknown(trace: list[tuple]) -> tuple[str, ...]:
     # A detector writes "unknown" where it could not decide (see `decided`).
     return tuple(sorted({path for path, value, _, site in trace
                          if (value is None or value == "unknown") and not site.guarded}))
-
-
-_SHOWN_THROUGH_ITEMS = (dict, list)
-_new_evidence = tuple.__new__
-_PATH = operator.itemgetter(0)
 
 
 def _render(parts: tuple, ctx: _Ctx, env: dict) -> str:
