@@ -25,6 +25,8 @@ __all__ = [
 ]
 
 LANGUAGE_VERSION = "1"
+# (mode, quantifier) of a rule whose failure is caused by particular items (its witnesses).
+WITNESSED = {("forbid", "any"), ("require", "all"), ("require", "none")}
 LEVELS = ("blocking", "advisory")
 PARAM_TYPES = {
     "number": NUMBER, "string": STRING, "boolean": BOOL,
@@ -253,6 +255,8 @@ class _Checker:
         self.catalogue = catalogue
         self.diags = diags
         self.reported: set[str] = set()
+        # (variable, mode, quantifier) a message may not name; see `message_scope`.
+        self.unnamed_var: tuple[str, str, str] | None = None
 
     def error(self, code: str, message: str, span: Span | None, help: str | None = None) -> None:
         self.diags.append(Diagnostic(code, message, span, help=help))
@@ -315,13 +319,18 @@ class _Checker:
             for part in template.parts:
                 if not isinstance(part, str):
                     self.infer(part, scope)
+        self.unnamed_var = None
         return CheckedRule(rule, tuple(sorted(self.params_used)), tuple(sorted(self.facts_used)))
 
     def message_scope(self, rule: ast.Rule) -> dict[str, Type]:
-        """A message may name the variable of the condition's outer quantifier: it is
-        shown once for each item that decided the rule."""
+        """A message may name the variable of the condition's outer quantifier when the
+        rule fails because of particular items: it is then shown once for each of them."""
         cond = rule.condition
         if isinstance(cond, ast.Quantifier):
+            if (rule.mode, cond.kind) not in WITNESSED:
+                # `require any` fails when no item qualifies: there is no item to name.
+                self.unnamed_var = (cond.var, rule.mode, cond.kind)
+                return {}
             elem = self.infer_quiet(cond.source)
             return {cond.var: elem.elem if elem.kind == "list" and elem.elem else ANY}
         return {}
@@ -374,6 +383,13 @@ class _Checker:
             t = self.params[e.root].type
         elif e.root in self.catalogue.root.fields:
             t = self.catalogue.root.fields[e.root]
+        elif self.unnamed_var and e.root == self.unnamed_var[0]:
+            var, mode, kind = self.unnamed_var
+            self.error("no_witness", f"a `{mode} {kind}` rule fails without any one item to blame, so its "
+                       f"message cannot name `{var}`", e.span,
+                       help="name facts of the whole sheet, or write the rule so that items fail it "
+                            "(`forbid any`, `require all`, `require none`)")
+            return ANY
         else:
             key = f"name:{e.root}"
             if key not in self.reported:

@@ -259,3 +259,19 @@ def test_diagnostics_are_sorted_by_place_across_files(tmp_path, catalogue):
     places = [d.location for d in info.value.diagnostics]
     assert places == sorted(places, key=lambda p: (p.split(":")[0], int(p.split(":")[1]), int(p.split(":")[2])))
     assert {d.code for d in info.value.diagnostics} == {"unknown_fact", "unused_param"}
+
+
+@pytest.mark.parametrize("cond,ok", [
+    ("forbid any c in components: true", True),
+    ("require all c in components: true", True),
+    ("require none c in components: true", True),
+    ("require any c in components: true", False),
+    ("forbid all c in components: true", False),
+    ("forbid none c in components: true", False),
+])
+def test_a_message_names_the_variable_only_when_items_fail_the_rule(catalogue, cond, ok):
+    text = HEADER + RULE.format(cond=cond).replace('"m"', '"{c.name}"')
+    diags = [d for d in diagnostics_of(text, catalogue) if d.severity == "error"]
+    assert (diags == []) is ok
+    if not ok:
+        assert [(d.code, d.span.text) for d in diags] == [("no_witness", "c.name")]
