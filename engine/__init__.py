@@ -2,40 +2,50 @@
 
 The stages are functions from values to values: `parse_policy` -> `check_policy` ->
 `prepare_policy` -> `Program.evaluate`, then `build_report` or `diff_verdicts`.
+Names are imported on first use, so a command pays only for the stages it runs.
 """
 
-from .catalogue import FactCatalogue, catalogue_from_declarations, load_fact_catalogue
-from .checker import CheckedPolicy, check_policy
-from .diagnostics import Diagnostic, InputError, PolicyError
-from .diff import diff_verdicts
-from .evaluator import Evaluation, Program, evaluate_policy, prepare_policy
-from .facts import FactSheet, load_fact_sheet, validate_fact_sheet
-from .formatter import format_policy
-from .loader import load_policy
-from .parser import parse_policy
-from .render import render_policy
-from .report import build_report
+from __future__ import annotations
 
-__all__ = [
-    "CheckedPolicy",
-    "Diagnostic",
-    "Evaluation",
-    "FactCatalogue",
-    "FactSheet",
-    "InputError",
-    "PolicyError",
-    "Program",
-    "build_report",
-    "catalogue_from_declarations",
-    "check_policy",
-    "diff_verdicts",
-    "evaluate_policy",
-    "format_policy",
-    "load_fact_catalogue",
-    "load_fact_sheet",
-    "load_policy",
-    "parse_policy",
-    "prepare_policy",
-    "render_policy",
-    "validate_fact_sheet",
-]
+import importlib
+from typing import Any
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "CheckedPolicy": "checker",
+    "Diagnostic": "diagnostics",
+    "Evaluation": "evaluator",
+    "FactCatalogue": "catalogue",
+    "FactSheet": "facts",
+    "InputError": "diagnostics",
+    "PolicyError": "diagnostics",
+    "Program": "evaluator",
+    "build_report": "report",
+    "catalogue_from_declarations": "catalogue",
+    "check_policy": "checker",
+    "diff_verdicts": "diff",
+    "evaluate_policy": "evaluator",
+    "format_policy": "formatter",
+    "load_fact_catalogue": "catalogue",
+    "load_fact_sheet": "facts",
+    "load_policy": "loader",
+    "parse_policy": "parser",
+    "prepare_policy": "evaluator",
+    "render_policy": "render",
+    "validate_fact_sheet": "facts",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
