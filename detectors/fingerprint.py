@@ -427,6 +427,7 @@ def fingerprint_tensor(
     raw: memoryview | bytes,
     gather: bool = False,
     release: Callable[[int, int], None] | None = None,
+    raw_digest: Callable[[], str] | None = None,
 ) -> tuple[TensorPrint, Gathered | None]:
     """Fingerprint one tensor from its bytes; with `gather`, also keep its sampled slices
     (float32) for matching.
@@ -434,6 +435,8 @@ def fingerprint_tensor(
     One pass over the bytes in row blocks of about 32 MB: each block is hashed (raw and
     canonical) and its sampled columns and rows copied out, then `release(start, end)`
     is called with the block's byte range so a memory-mapped reader can drop its pages.
+    `raw_digest`, when given, supplies the raw bytes' digest (someone else hashes them)
+    and is called once the pass is done.
     """
     shape = tuple(int(s) for s in shape)
     native = native_view(dtype, raw, shape)
@@ -448,7 +451,7 @@ def fingerprint_tensor(
         r, c = native.size, 1
     mat = native.reshape(r, c)
     threads = blake3.blake3.AUTO if view.nbytes >= (1 << 22) else 1
-    raw_hash = blake3.blake3(max_threads=threads)
+    raw_hash = blake3.blake3(max_threads=threads) if raw_digest is None else None
     canon_hash = blake3.blake3(max_threads=threads) if dtype in FLOAT_DTYPES and dtype != "BF16" else None
     plans = plan(shape) if matrix else {}
     if matrix:
@@ -459,7 +462,8 @@ def fingerprint_tensor(
     for r0 in range(0, max(r, 1), rows_per):
         r1 = min(r, r0 + rows_per)
         b0, b1 = r0 * c * itemsize, r1 * c * itemsize
-        raw_hash.update(view[b0:b1])
+        if raw_hash is not None:
+            raw_hash.update(view[b0:b1])
         block = mat[r0:r1]
         if canon_hash is not None:
             canon_hash.update(np.ascontiguousarray(canonical_codes(dtype, block)).view(np.uint8))
@@ -470,10 +474,10 @@ def fingerprint_tensor(
                 slab_c[lo - feats_c[0] : hi - feats_c[0]] = mat[lo:hi]
         if release is not None:
             release(b0, b1)
-    raw_digest = _hex(raw_hash)
+    raw_hex = _hex(raw_hash) if raw_hash is not None else raw_digest()
     tp = TensorPrint(
-        name=name, dtype=dtype, shape=shape, raw=raw_digest,
-        canonical=_hex(canon_hash) if canon_hash is not None else raw_digest, constant=constant,
+        name=name, dtype=dtype, shape=shape, raw=raw_hex,
+        canonical=_hex(canon_hash) if canon_hash is not None else raw_hex, constant=constant,
     )
     gathered = Gathered(dtype) if gather else None
     if not sketched:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import blake3
-import numpy as np
 
 from detectors.base import InputError
 from detectors.safetensors import (
@@ -24,6 +24,9 @@ from detectors.safetensors import (
     tensor_place,
     to_array,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "INDEX_FILE",
@@ -43,6 +46,11 @@ PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".ckpt"})
 # Config and index files are small; a cap keeps a hostile one from filling memory.
 JSON_CAP = 100_000_000
 _CHUNK = 1 << 20
+# The background digest pass reads through one buffer of this size, small enough to stay
+# in cache between the read and the hash, and hashes on its own thread only: the other
+# core is busy sampling and matching the same weights.
+_DIGEST_BUFFER = 4 << 20
+_DIGEST_THREADS = 1
 
 
 def read_json(path: Path) -> Any:
@@ -90,6 +98,7 @@ class ModelFolder:
         self._tensor_digests: dict[str, str] = {}
         order = {root / rel: i for i, rel in enumerate(weight_files)}
         self._file_order = sorted(tensors.values(), key=lambda t: (order[t.file], t.start, t.name))
+        self._digests: _DigestPass | None = None
 
     def raw(self, name: str) -> memoryview:
         """The tensor's bytes, zero-copy and read-only."""
@@ -105,14 +114,22 @@ class ModelFolder:
         for info in self._file_order:
             yield info, self._maps.raw(info)
 
-    def note_tensor_digest(self, name: str, digest: str) -> None:
-        """Record `blake3:<hex>` of a tensor's bytes, computed by whoever streamed them,
-        so that the subject digest does not read the weights a second time."""
-        self._tensor_digests[name] = digest
+    def digest_in_background(self) -> None:
+        """Start hashing every tensor's bytes, in file order, on a background thread.
+
+        Whatever runs meanwhile (loading detectors, reading the catalogue, sampling the
+        weights) overlaps with the one pass that must read every byte; `tensor_digest`
+        then waits for the tensor it asks for. Stopped by `close`.
+        """
+        if self._digests is None and self._file_order:
+            self._digests = _DigestPass(self._file_order)
 
     def tensor_digest(self, name: str) -> str:
-        """`blake3:<hex>` of the tensor's raw bytes (computed here unless already noted)."""
+        """`blake3:<hex>` of the tensor's raw bytes: from the background pass if one
+        runs, otherwise computed here through the memory map."""
         digest = self._tensor_digests.get(name)
+        if digest is None and self._digests is not None:
+            digest = self._digests.wait(name)
         if digest is None:
             raw = self.raw(name)
             threads = blake3.blake3.AUTO if raw.nbytes >= (1 << 22) else 1
@@ -149,6 +166,8 @@ class ModelFolder:
         return "blake3:" + outer.hexdigest()
 
     def close(self) -> None:
+        if self._digests is not None:
+            self._digests.stop()
         self._maps.close()
 
     def __enter__(self) -> ModelFolder:
@@ -165,6 +184,86 @@ class ModelFolder:
     def __repr__(self) -> str:
         counts = f"tensors={len(self.tensors)}, files={len(self.weight_files)}"
         return f"ModelFolder({self.name!r}, {counts})"
+
+
+class _DigestPass:
+    """`blake3:<hex>` of each tensor's bytes, computed in file order on its own thread.
+
+    It reads through one reusable buffer rather than the memory maps, so it adds nothing
+    to the process's resident pages however large the model. A reading error is raised
+    to whoever waits for a digest the pass could not compute.
+    """
+
+    def __init__(self, order: list[TensorInfo]) -> None:
+        self._order = order
+        self._done: dict[str, str] = {}
+        self._error: InputError | None = None
+        self._finished = False
+        self._stopping = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="tensor-digests", daemon=True)
+        self._thread.start()
+
+    def wait(self, name: str) -> str | None:
+        """The tensor's digest once computed; None if the pass stopped before it."""
+        with self._changed:
+            while name not in self._done and self._error is None and not self._finished:
+                self._changed.wait()
+            if name in self._done:
+                return self._done[name]
+            if self._error is not None:
+                raise self._error
+            return None
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._thread.join()
+
+    def _run(self) -> None:
+        buffer = memoryview(bytearray(_DIGEST_BUFFER))
+        handle, opened = None, None
+        try:
+            for info in self._order:
+                if self._stopping:
+                    break
+                if opened != info.file:
+                    if handle is not None:
+                        handle.close()
+                    handle, opened = None, info.file
+                    handle = open(info.file, "rb", buffering=0)
+                digest = _read_digest(handle, info, buffer)
+                with self._changed:
+                    self._done[info.name] = digest
+                    self._changed.notify_all()
+        except OSError as exc:
+            place = tensor_place(info.name)
+            self._fail(InputError(info.file, place, f"cannot read: {exc.strerror or exc}"))
+        except InputError as exc:
+            self._fail(exc)
+        finally:
+            if handle is not None:
+                handle.close()
+            with self._changed:
+                self._finished = True
+                self._changed.notify_all()
+
+    def _fail(self, error: InputError) -> None:
+        with self._changed:
+            self._error = error
+            self._changed.notify_all()
+
+
+def _read_digest(handle: Any, info: TensorInfo, buffer: memoryview) -> str:
+    hasher = blake3.blake3(max_threads=_DIGEST_THREADS)
+    handle.seek(info.start)
+    left = info.nbytes
+    while left:
+        got = handle.readinto(buffer[: min(left, len(buffer))])
+        if not got:
+            raise InputError(info.file, tensor_place(info.name), "file changed while reading")
+        hasher.update(buffer[:got])
+        left -= got
+    return "blake3:" + hasher.hexdigest()
 
 
 def _header_digest(path: Path) -> str:

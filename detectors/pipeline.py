@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from detectors.base import DetectContext, Detector, FactDecl, InputError
-from detectors.catalog import load_references
 from detectors.model import open_model
 from detectors.registry import DetectorError, load_detectors, validate_detectors
 
@@ -134,14 +133,22 @@ def detect_model(
     folder, `progress` is called with (bytes done, bytes total). `detectors` defaults
     to those registered in the entry-point group `originality.detectors`.
     """
-    chosen = load_detectors() if detectors is None else validate_detectors(detectors)
-    references = load_references(catalog) if catalog is not None else ()
     manifest_path = Path(manifest) if manifest is not None else None
     # Fail on a missing manifest before the long read of the weights.
     if manifest_path is not None and not manifest_path.is_file():
         raise InputError(manifest_path, None, "manifest not found")
     facts: dict[str, Any] = {}
     with open_model(path) as model:
+        # The one pass that reads every byte starts first; loading the detectors (and
+        # the libraries they import) and the catalogue overlaps with it.
+        model.digest_in_background()
+        chosen = load_detectors() if detectors is None else validate_detectors(detectors)
+        if catalog is not None:
+            from detectors.catalog import load_references
+
+            references = load_references(catalog)
+        else:
+            references = ()
         context = DetectContext(
             references=references,
             manifest=manifest_path,

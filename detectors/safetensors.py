@@ -5,6 +5,7 @@ Every header is checked in full before any tensor is touched; problems raise `In
 
 from __future__ import annotations
 
+import functools
 import json
 import mmap
 import os
@@ -13,11 +14,12 @@ from dataclasses import dataclass
 from math import prod
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from detectors.base import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "DTYPE_SIZES",
@@ -270,6 +272,8 @@ def _entry(path: Path, name: str, entry: Any) -> tuple[int, int, str, str, tuple
 
 def _fp8_table(exp_bits: int, man_bits: int, ieee_specials: bool) -> np.ndarray:
     # One float32 per byte value; built from the bit layout, so no float8 support needed.
+    import numpy as np
+
     bias = (1 << (exp_bits - 1)) - 1
     table = np.empty(256, dtype=np.float32)
     for byte in range(256):
@@ -290,7 +294,12 @@ def _fp8_table(exp_bits: int, man_bits: int, ieee_specials: bool) -> np.ndarray:
     return table
 
 
-_FP8 = {"F8_E4M3": _fp8_table(4, 3, False), "F8_E5M2": _fp8_table(5, 2, True)}
+_FP8_LAYOUT = {"F8_E4M3": (4, 3, False), "F8_E5M2": (5, 2, True)}
+
+
+@functools.cache
+def _fp8(dtype: str) -> np.ndarray:
+    return _fp8_table(*_FP8_LAYOUT[dtype])
 
 
 def to_array(info: TensorInfo, raw: memoryview | bytes) -> np.ndarray:
@@ -298,14 +307,17 @@ def to_array(info: TensorInfo, raw: memoryview | bytes) -> np.ndarray:
 
     Native dtypes are zero-copy read-only views of `raw`; the others are new arrays.
     """
+    # numpy loads on first use: opening a model and hashing its weights need none of it.
+    import numpy as np
+
     if len(raw) != info.nbytes:
         raise ValueError(f"tensor `{info.name}`: got {len(raw)} bytes, expected {info.nbytes}")
     if info.dtype == "BF16":
         # bfloat16 is the upper half of a float32.
         bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
         out = bits.view(np.float32)
-    elif info.dtype in _FP8:
-        out = _FP8[info.dtype][np.frombuffer(raw, dtype=np.uint8)]
+    elif info.dtype in _FP8_LAYOUT:
+        out = _fp8(info.dtype)[np.frombuffer(raw, dtype=np.uint8)]
     elif info.dtype == "BOOL":
         out = np.frombuffer(raw, dtype=np.uint8) != 0
     else:

@@ -210,19 +210,27 @@ class WeightsDetector:
         owner = {t: c.name for c in components for t in c.tensors}
         constants = {c.name: 0 for c in components}
         total, done = model.total_bytes, 0
+        # The model hashes every tensor's bytes on its own thread (started already by the
+        # pipeline, or here); this pass only samples them, and takes each digest when done.
+        start_digests = getattr(model, "digest_in_background", None)
+        if start_digests is not None:
+            start_digests()
+        digest_of = getattr(model, "tensor_digest", None)
 
         def read(item: tuple[Any, memoryview, Any]) -> tuple[Any, Any, Any]:
             info, raw, release = item
             wanted = any(m.partners.get(info.name) for m in matchers[owner[info.name]])
             try:
-                tp, gathered = fingerprint_tensor(info.name, info.dtype, info.shape, raw, gather=wanted, release=release)
+                tp, gathered = fingerprint_tensor(
+                    info.name, info.dtype, info.shape, raw, gather=wanted, release=release,
+                    raw_digest=(lambda: digest_of(info.name)) if digest_of is not None else None,
+                )
             finally:
                 _done_with(raw)
             return info, tp, gathered
 
         def take(done: int, item: tuple[Any, Any, Any]) -> int:
             info, tp, gathered = item
-            model.note_tensor_digest(info.name, tp.raw)  # the subject digest reuses it
             comp = owner[info.name]
             evidence = [m.add(tp, gathered) for m in matchers[comp]]
             if tp.constant is not None or any(e.constant for e in evidence):

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -236,17 +237,42 @@ def test_files_digest_is_deterministic_and_content_sensitive(tmp_path):
         assert a.files_digest() != first
 
 
-def test_noted_tensor_digests_are_the_computed_ones(tmp_path):
+def test_background_digests_are_the_ones_computed_in_place(tmp_path):
     root = tmp_path / "m"
     root.mkdir()
-    np_save({"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, str(root / "model.safetensors"))
-    with open_model(root) as fresh:
-        computed = fresh.files_digest()
-        digest = fresh.tensor_digest("w")
-    with open_model(root) as noted:
-        noted.note_tensor_digest("w", digest)
-        assert noted.files_digest() == computed
-        noted_wrong = open_model(root)
-        noted_wrong.note_tensor_digest("w", "blake3:" + "0" * 64)
-        assert noted_wrong.files_digest() != computed
-        noted_wrong.close()
+    rng = np.random.default_rng(0)
+    np_save({"a": rng.standard_normal((700, 3000)).astype(np.float32),  # several buffers' worth
+             "b": np.arange(6, dtype=np.int64), "empty": np.zeros((0, 4), np.float32)},
+            str(root / "one.safetensors"))
+    np_save({"c": rng.standard_normal((5, 7)).astype(np.float16)}, str(root / "two.safetensors"))
+    with open_model(root) as in_place:
+        expected = {name: in_place.tensor_digest(name) for name in in_place.tensors}
+        subject = in_place.files_digest()
+    with open_model(root) as streamed:
+        streamed.digest_in_background()
+        assert {name: streamed.tensor_digest(name) for name in reversed(list(streamed.tensors))} == expected
+        assert streamed.files_digest() == subject
+
+
+def test_a_weight_file_cut_short_during_the_background_pass_is_named(tmp_path):
+    root = tmp_path / "m"
+    root.mkdir()
+    path = root / "model.safetensors"
+    np_save({"w": np.ones((512, 512), np.float32)}, str(path))
+    with open_model(root) as model:
+        os.truncate(path, path.stat().st_size - 1000)
+        model.digest_in_background()
+        with pytest.raises(InputError) as caught:
+            model.tensor_digest("w")
+    assert caught.value.file == str(path) and "`w`" in str(caught.value.place)
+    assert "changed while reading" in caught.value.problem
+
+
+def test_closing_stops_the_background_pass(tmp_path):
+    root = tmp_path / "m"
+    root.mkdir()
+    np_save({f"t{i}": np.full((256, 1024), i, np.float32) for i in range(40)}, str(root / "model.safetensors"))
+    model = open_model(root)
+    model.digest_in_background()
+    model.close()
+    assert not any(t.name == "tensor-digests" for t in threading.enumerate())

@@ -379,8 +379,9 @@ def test_detectors_never_import_the_engine() -> None:
 
 
 def test_subject_digest_from_the_weights_pass_equals_a_fresh_one(tmp_path: Path) -> None:
-    """The weights detector hands its tensor digests to the subject digest; the result
-    must be what hashing the folder afresh gives."""
+    """Detection hashes the tensors once, in the background, for both the weights
+    detector and the subject digest; the result must be what hashing the folder afresh
+    gives."""
     from detectors.model import open_model
 
     root = write_model(tmp_path / "m")
