@@ -141,7 +141,8 @@ class ModelFolder:
         """`blake3:<hex>` over the model's files outside `checkpoints/`, by relative path.
 
         A safetensors weight file counts by its header and the digest of each tensor's
-        bytes (the weights are read once, by the detector that streams them); a pickle
+        bytes (the same digests the weights detector uses, so the weights are hashed
+        once); a pickle
         file by its size, since it is never read; any other file by its content's digest.
         Symbolic links contribute their target text, not what they point to.
         """
