@@ -198,7 +198,7 @@ class _DigestPass:
     def __init__(self, order: list[TensorInfo]) -> None:
         self._order = order
         self._done: dict[str, str] = {}
-        self._error: InputError | None = None
+        self._error: Exception | None = None
         self._finished = False
         self._stopping = False
         self._changed = threading.Condition()
@@ -239,7 +239,7 @@ class _DigestPass:
         except OSError as exc:
             place = tensor_place(info.name)
             self._fail(InputError(info.file, place, f"cannot read: {exc.strerror or exc}"))
-        except InputError as exc:
+        except Exception as exc:  # raised again to the waiter, never lost on this thread
             self._fail(exc)
         finally:
             if handle is not None:
@@ -248,7 +248,7 @@ class _DigestPass:
                 self._finished = True
                 self._changed.notify_all()
 
-    def _fail(self, error: InputError) -> None:
+    def _fail(self, error: Exception) -> None:
         with self._changed:
             self._error = error
             self._changed.notify_all()
