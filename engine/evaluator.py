@@ -35,12 +35,11 @@ class Evidence(NamedTuple):
 
 _SHOWN_THROUGH_ITEMS = (dict, list)
 _new_evidence = tuple.__new__
-_PATH = operator.itemgetter(0)  # a trace entry's path
 
 
 class RuleResult:
     """One rule's outcome and why. Evidence and unknown facts are read off the trace of
-    fact reads when first asked for, so a caller who needs only outcomes pays nothing."""
+    fact reads when first asked for, so a caller who needs only outcomes pays little."""
 
     __slots__ = ("_rule", "outcome", "message", "witnesses", "_trace", "_ctx", "_evidence", "_unknown")
 
@@ -71,41 +70,48 @@ class RuleResult:
     @property
     def evidence(self) -> tuple[Evidence, ...]:
         """Each fact the rule read (of the items that decided it), sorted by path."""
-        if self._evidence is not None:
-            return self._evidence
-        ctx = self._ctx
-        shown, owners = ctx.shown, ctx.owners  # a fact several rules of a sheet read: one evidence
-        out = []
-        last = None
-        for entry in sorted(self._trace, key=_PATH):  # a stable sort: values are never compared
-            path = entry[0]
-            if path == last:
-                continue  # a fact read twice is the same fact
-            last = path
-            ev = shown.get(path)
-            if ev is None:
-                _, value, parent, site = entry
-                if value.__class__ in _SHOWN_THROUGH_ITEMS:
-                    ev = ()  # groups and lists are shown through their items
-                else:
-                    method = parent.get("method") if parent.__class__ is dict else None
-                    ev = _new_evidence(Evidence, (path, value, owners.get(site.top),
-                                                  method if method.__class__ is str else None))
-                shown[path] = ev
-            if ev:
-                out.append(ev)
-        ev = self._evidence = tuple(out)
+        ev = self._evidence
+        if ev is None:
+            ctx = self._ctx
+            key = tuple(self._trace)
+            pick = _PICKS.get(key)
+            if pick is None:
+                if len(_PICKS) > 10_000:
+                    _PICKS.clear()
+                pick = _PICKS[key] = _pick(key)
+            hidden = ctx.hidden
+            if hidden is None:
+                hidden = ctx.hidden = _show(ctx)
+            ev = pick(ctx.shown)
+            if hidden:
+                ev = tuple([e for e in ev if e.__class__ is Evidence])
+            self._evidence = ev
         return ev
 
     @property
     def unknown(self) -> tuple[str, ...]:
         """Facts whose absence (or a detector's `unknown`) left the rule open."""
         if self._unknown is None:
-            self._unknown = _unknown(self._trace)
+            self._unknown = _unknown(self._trace, self._ctx.shown)
         return self._unknown
 
     def __repr__(self) -> str:
         return f"RuleResult({self.id!r}, {self.outcome!r}, {self.message!r})"
+
+
+# A trace (the paths a rule read, in order) -> fn(shown): their evidence, each once, sorted
+# by path. A rule's reads take few shapes, and sheets repeat them.
+_PICKS: dict[tuple[str, ...], Callable[[dict], tuple]] = {}
+
+
+def _pick(trace: tuple[str, ...]) -> Callable[[dict], tuple]:
+    paths = sorted(set(trace))
+    if len(paths) > 1:
+        return operator.itemgetter(*paths)
+    if paths:
+        (path,) = paths
+        return lambda shown: (shown[path],)
+    return lambda shown: ()
 
 
 class Evaluation(NamedTuple):
@@ -160,17 +166,50 @@ Fn = Callable[["_Ctx", dict], Any]
 
 
 class _Ctx:
-    """One sheet's evaluation: its facts, the current rule's trace of fact reads
-    (path, value, parent object, site), and what its rules share."""
+    """One sheet's evaluation: its facts, the current rule's trace of fact reads (their
+    paths, in the order read), and what its rules share."""
 
-    __slots__ = ("facts", "trace", "owners", "shown", "joins")
+    __slots__ = ("facts", "trace", "owners", "shown", "hidden", "joins")
 
     def __init__(self, facts: dict, owners: Mapping[str, str | None]) -> None:
         self.facts = facts
-        self.trace: list[tuple] = []
+        self.trace: list[str] = []
         self.owners = owners
-        self.shown: dict[str, Evidence | tuple] = {}  # path -> its evidence, built once per sheet
+        # path read -> what its first read found (path, value, parent object, site), then
+        # its evidence (see `_show`)
+        self.shown: dict[str, tuple] = {}
+        self.hidden: bool | None = None  # see `_show`; None: not yet made
         self.joins: dict[tuple, tuple] = {}  # see `_joined`
+
+
+def _show(ctx: _Ctx) -> bool:
+    """Turn each fact the sheet's rules read into its evidence: its value, who wrote it,
+    and how (the `method` beside it). True if some path read holds a group or a list,
+    which are shown through their items: those stay out of the rules' evidence."""
+    owners, shown = ctx.owners, ctx.shown
+    hidden = False
+    for path, (_, value, parent, site) in shown.items():
+        if value.__class__ in _SHOWN_THROUGH_ITEMS:
+            shown[path] = _new_evidence(_Unshown, (path, value, None, None))
+            hidden = True
+            continue
+        method = parent.get("method") if parent.__class__ is dict else None
+        shown[path] = _new_evidence(Evidence, (str(path) if site.guarded else path, value, owners.get(site.top),
+                                               method if method.__class__ is str else None))
+    return hidden
+
+
+class _Unshown(tuple):
+    """The evidence of a group or a list read: none, as they are shown through their items."""
+
+    __slots__ = ()
+
+
+class _Guarded(str):
+    """The path of a read inside known(...) or left of `otherwise`: the same path, marked
+    so that its absence is not reported as what left a rule open."""
+
+    __slots__ = ()
 
 
 class _Site:
@@ -180,15 +219,17 @@ class _Site:
     __slots__ = ("suffix", "top", "guarded", "paths")
 
     def __init__(self, suffix: str, top: str, guarded: bool) -> None:
-        self.suffix = suffix
+        self.suffix = _Guarded(suffix) if guarded else suffix  # a path from the sheet's root is its own
         self.top = top  # the fact sheet key the value is under: who wrote it
-        self.guarded = guarded  # inside known(...) or the left of `otherwise`
+        self.guarded = guarded
         self.paths: dict[str, str] = {}  # item path -> full path
 
     def path(self, prefix: str) -> str:
         path = self.paths.get(prefix)
         if path is None:
-            path = f"{prefix}.{self.suffix}" if prefix else self.suffix
+            path = f"{prefix}.{self.suffix}" if prefix else str(self.suffix)
+            if self.guarded:
+                path = _Guarded(path)
             if len(self.paths) > 10_000:
                 self.paths.clear()
             self.paths[prefix] = path
@@ -277,7 +318,7 @@ def _quantified_rule(rule: _CompiledRule, q: ast.Quantifier, comp: "_Compiler", 
                      template: ast.Template | None) -> Run:
     """A rule that is a quantifier. Unlike an inner one it goes through every item (the
     rule's explanation names them all), and notes each item's value and reads."""
-    source, source_read = comp.expr(q.source), comp.records(q.source)
+    source, record = comp.source(q.source)
     base = _static_path(q.source)
     paths = _item_paths(base, 0)  # of the longest list yet
     comp.bind(q.var, q.source)  # stays bound for the message, shown once per witness
@@ -292,10 +333,10 @@ def _quantified_rule(rule: _CompiledRule, q: ast.Quantifier, comp: "_Compiler", 
         nonlocal paths
         trace = ctx.trace = []
         items = source(ctx, env)
+        if record is not None and items.__class__ is not list:
+            record(ctx, env)
         if items is None:
             return _explain(rule, None, ctx, trace, message)
-        if source_read and items.__class__ is list:
-            trace.pop()  # a list is shown through its items
         if len(paths) < len(items):
             paths = _item_paths(base, len(items))
         prefixes = paths
@@ -342,13 +383,12 @@ def _explain(rule: _CompiledRule, value: Any, ctx: _Ctx, trace: list, message: t
             keep += trace[marks[i]:marks[i + 1]]
         trace = keep
     if outcome == FAIL:
-        ctx.trace = []  # a message's reads are no evidence
         if chosen:
             text = "; ".join([_render(message, ctx, {var: (items[i], prefixes[i])}) for i in chosen])
         else:
             text = _render(message, ctx, {})  # no item to name: its variable is unbound
     else:
-        unknown = _unknown(trace)
+        unknown = _unknown(trace, ctx.shown)
         text = ("cannot decide: `" + "`, `".join(unknown) + "` unknown") if unknown \
             else "cannot decide: a fact it needs is unknown"
     return RuleResult(rule, outcome, text, tuple([prefixes[i] for i in chosen]), trace, ctx)
@@ -363,10 +403,10 @@ def _filtered_value(is_all: bool, f: Any, b: Any) -> Any:
     return False if b is False else None
 
 
-def _unknown(trace: list[tuple]) -> tuple[str, ...]:
+def _unknown(trace: list[str], shown: dict[str, Evidence | tuple]) -> tuple[str, ...]:
     # A detector writes "unknown" where it could not decide (see `decided`).
-    return tuple(sorted({path for path, value, _, site in trace
-                         if (value is None or value == "unknown") and not site.guarded}))
+    return tuple(sorted({path for path in trace if path.__class__ is str
+                         and ((v := shown[path][1]) is None or v == "unknown")}))
 
 
 def _render(parts: tuple, ctx: _Ctx, env: dict) -> str:
@@ -390,7 +430,10 @@ def _compile_rule(checked: CheckedRule, params: dict[str, Any], lang: str | None
 
 def _message(template: ast.Template | None, comp: "_Compiler") -> tuple:
     """A message's parts: text, or a compiled expression shown by its value."""
-    return tuple(p if isinstance(p, str) else comp.expr(p) for p in template.parts) if template else ()
+    comp.recording = False  # a message's reads are no evidence
+    parts = tuple(p if isinstance(p, str) else comp.expr(p) for p in template.parts) if template else ()
+    comp.recording = True
+    return parts
 
 
 def _pick_message(rule: ast.Rule, lang: str | None) -> ast.Template | None:
@@ -413,6 +456,7 @@ class _Compiler:
         self.params = params
         self.vars: dict[str, str] = {}  # bound variable -> the fact sheet key its list is under
         self.guarded = 0  # > 0 inside known(...) or the left of `otherwise`
+        self.recording = True  # whether reads leave trace entries (a message's do not)
 
     def bind(self, var: str, source: ast.Expr) -> None:
         root = source.root if isinstance(source, ast.Path) else ""
@@ -450,11 +494,18 @@ class _Compiler:
         fns = [self.expr(i) for i in e.items]
         return lambda ctx, env: tuple(f(ctx, env) for f in fns)
 
-    def records(self, e: ast.Expr) -> bool:
-        """Whether an expression is a read that leaves a trace entry."""
-        if not isinstance(e, ast.Path):
-            return False
-        return e.root in self.vars and bool(e.fields) or e.root not in self.vars and e.root not in self.params
+    def source(self, e: ast.Expr) -> tuple[Fn, Fn | None]:
+        """A quantifier's list, read without a trace entry (a list is shown through its
+        items), and when the list is a fact, a read that records it: for when the value is
+        anything else (unknown)."""
+        records = isinstance(e, ast.Path) and (
+            e.root in self.vars and bool(e.fields) or e.root not in self.vars and e.root not in self.params)
+        if not records:
+            return self.expr(e), None
+        recording, self.recording = self.recording, False
+        value = self.expr(e)
+        self.recording = recording
+        return value, self.expr(e) if recording else None
 
     def _Path(self, e: ast.Path) -> Fn:
         if e.root in self.params and e.root not in self.vars:
@@ -471,17 +522,19 @@ class _Compiler:
     def read(self, e: ast.Path, test: Callable[[Any], Any] | None = None, negate: bool = False,
              decided: bool = False) -> Fn:
         """A closure that reads a fact (a field of a bound item, or a path from the sheet's
-        root) and records the read. With `test`, it also returns `test(value) is not
+        root) and, when `recording`, records the read. With `test`, it also returns `test(value) is not
         negate` (unknown stays unknown; `decided` makes a detector's "unknown" unknown):
         a comparison and its operand in one call, the commonest leaf of a condition."""
         guarded = self.guarded > 0
+        if not self.recording:
+            return _value_of(e.root, e.fields, e.root in self.vars, test, negate, decided)
         if e.root in self.vars:
             root, fields = e.root, e.fields
             site = _Site(".".join(fields), self.vars[root], guarded)
             return _VAR_READS[min(len(fields), 3)](root, fields, site, test, negate, decided)
         keys = (e.root, *e.fields)
         site = _Site(".".join(keys), e.root, guarded)
-        return _FACT_READS[min(len(keys), 4)](keys, site, test, negate, decided)
+        return _FACT_READS[min(len(keys), 3)](keys, site, test, negate, decided)
 
     def _Not(self, e: ast.Not) -> Fn:
         f = self.expr(e.operand)
@@ -679,8 +732,7 @@ class _Compiler:
         return None
 
     def _Quantifier(self, e: ast.Quantifier) -> Fn:
-        source = self.expr(e.source)
-        source_read = self.records(e.source)
+        source, record = self.source(e.source)
         base, base_of = self.item_base(e.source)
         paths = _item_paths(base, 0) if base is not None else ()  # of the longest list yet
         self.bind(e.var, e.source)
@@ -699,10 +751,10 @@ class _Compiler:
         def quantify(ctx, env):
             nonlocal paths
             items = source(ctx, env)
+            if record is not None and items.__class__ is not list:
+                record(ctx, env)
             if items is None:
                 return None
-            if source_read and items.__class__ is list:
-                ctx.trace.pop()  # a list is shown through its items
             n = len(items)
             if base is None:
                 prefixes = _item_paths(base_of(env), n)
@@ -743,8 +795,7 @@ class _Compiler:
         return quantify
 
     def _Count(self, e: ast.Count) -> Fn:
-        source = self.expr(e.source)
-        source_read = self.records(e.source)
+        source, record = self.source(e.source)
         base, base_of = self.item_base(e.source)
         paths = _item_paths(base, 0) if base is not None else ()  # of the longest list yet
         self.bind(e.var, e.source)
@@ -755,10 +806,10 @@ class _Compiler:
         def count(ctx, env):
             nonlocal paths
             items = source(ctx, env)
+            if record is not None and items.__class__ is not list:
+                record(ctx, env)
             if items is None:
                 return None
-            if source_read and items.__class__ is list:
-                ctx.trace.pop()  # a list is shown through its items
             if where is None:
                 return len(items)
             n = len(items)
@@ -828,9 +879,10 @@ def _joined(ctx: _Ctx, join_id: tuple, items: list, key: Any) -> list[int] | Non
 
 
 # -- reading facts -------------------------------------------------------------------
-# One closure per shape of path, each reading its value inline and recording the read as
-# (path, value, parent object, site): the parent says how the value was found (its
-# `method`). Each ends alike: the value, or with a test the test's answer (see `read`).
+# One closure per shape of path. Each records the read: its path goes on the trace, and
+# the sheet's first read of a path walks the facts and keeps what it found (path, value,
+# parent object, site: the makings of its evidence, see `_show`), which later reads take
+# the value from. Each ends alike: the value, or with a test the test's answer (see `read`).
 
 
 def _read_var1(root, fields, site, test, negate, decided) -> Fn:
@@ -839,8 +891,14 @@ def _read_var1(root, fields, site, test, negate, decided) -> Fn:
 
     def read(ctx, env):
         item, prefix = env[root]
-        v = item.get(f1) if item.__class__ is dict else None
-        ctx.trace.append((paths.get(prefix) or site.path(prefix), v, item, site))
+        path = paths.get(prefix) or site.path(prefix)
+        ev = ctx.shown.get(path)
+        if ev is None:
+            v = item.get(f1) if item.__class__ is dict else None
+            ctx.shown[path] = (path, v, item, site)
+        else:
+            v = ev[1]
+        ctx.trace.append(path)
         if test is None or v is None:
             return v
         return None if decided and v == "unknown" else test(v) is not negate
@@ -853,9 +911,15 @@ def _read_var2(root, fields, site, test, negate, decided) -> Fn:
 
     def read(ctx, env):
         item, prefix = env[root]
-        p = item.get(f1) if item.__class__ is dict else None
-        v = p.get(f2) if p.__class__ is dict else None
-        ctx.trace.append((paths.get(prefix) or site.path(prefix), v, p, site))
+        path = paths.get(prefix) or site.path(prefix)
+        ev = ctx.shown.get(path)
+        if ev is None:
+            p = item.get(f1) if item.__class__ is dict else None
+            v = p.get(f2) if p.__class__ is dict else None
+            ctx.shown[path] = (path, v, p, site)
+        else:
+            v = ev[1]
+        ctx.trace.append(path)
         if test is None or v is None:
             return v
         return None if decided and v == "unknown" else test(v) is not negate
@@ -867,27 +931,19 @@ def _read_var(root, fields, site, test, negate, decided) -> Fn:
 
     def read(ctx, env):
         item, prefix = env[root]
-        parent = v = item
-        for f in fields:
-            parent = v
-            v = v.get(f) if v.__class__ is dict else None
-            if v is None:
-                break
-        ctx.trace.append((paths.get(prefix) or site.path(prefix), v, parent, site))
-        if test is None or v is None:
-            return v
-        return None if decided and v == "unknown" else test(v) is not negate
-    return read
-
-
-def _read_fact1(keys, site, test, negate, decided) -> Fn:
-    path = site.suffix
-    (k1,) = keys
-
-    def read(ctx, env):
-        facts = ctx.facts
-        v = facts.get(k1) if facts.__class__ is dict else None
-        ctx.trace.append((path, v, facts, site))
+        path = paths.get(prefix) or site.path(prefix)
+        ev = ctx.shown.get(path)
+        if ev is None:
+            parent = v = item
+            for f in fields:
+                parent = v
+                v = v.get(f) if v.__class__ is dict else None
+                if v is None:
+                    break
+            ctx.shown[path] = (path, v, parent, site)
+        else:
+            v = ev[1]
+        ctx.trace.append(path)
         if test is None or v is None:
             return v
         return None if decided and v == "unknown" else test(v) is not negate
@@ -899,24 +955,14 @@ def _read_fact2(keys, site, test, negate, decided) -> Fn:
     k1, k2 = keys
 
     def read(ctx, env):
-        p = ctx.facts.get(k1)
-        v = p.get(k2) if p.__class__ is dict else None
-        ctx.trace.append((path, v, p, site))
-        if test is None or v is None:
-            return v
-        return None if decided and v == "unknown" else test(v) is not negate
-    return read
-
-
-def _read_fact3(keys, site, test, negate, decided) -> Fn:
-    path = site.suffix
-    k1, k2, k3 = keys
-
-    def read(ctx, env):
-        g = ctx.facts.get(k1)
-        p = g.get(k2) if g.__class__ is dict else None
-        v = p.get(k3) if p.__class__ is dict else None
-        ctx.trace.append((path, v, p, site))
+        ev = ctx.shown.get(path)
+        if ev is None:
+            p = ctx.facts.get(k1)
+            v = p.get(k2) if p.__class__ is dict else None
+            ctx.shown[path] = (path, v, p, site)
+        else:
+            v = ev[1]
+        ctx.trace.append(path)
         if test is None or v is None:
             return v
         return None if decided and v == "unknown" else test(v) is not negate
@@ -927,23 +973,40 @@ def _read_fact(keys, site, test, negate, decided) -> Fn:
     path = site.suffix
 
     def read(ctx, env):
-        parent = None
-        v = ctx.facts
-        for k in keys:
-            parent = v
-            v = v.get(k) if v.__class__ is dict else None
-            if v is None:
-                break
-        ctx.trace.append((path, v, parent, site))
+        ev = ctx.shown.get(path)
+        if ev is None:
+            parent = None
+            v = ctx.facts
+            for k in keys:
+                parent = v
+                v = v.get(k) if v.__class__ is dict else None
+                if v is None:
+                    break
+            ctx.shown[path] = (path, v, parent, site)
+        else:
+            v = ev[1]
+        ctx.trace.append(path)
         if test is None or v is None:
             return v
         return None if decided and v == "unknown" else test(v) is not negate
     return read
 
 
+def _value_of(root, fields, var, test, negate, decided) -> Fn:
+    """A read that leaves no trace (a message's, a quantifier's list)."""
+    def value(ctx, env):
+        v = env[root][0] if var else ctx.facts.get(root)
+        for f in fields:
+            v = v.get(f) if v.__class__ is dict else None
+        if test is None or v is None:
+            return v
+        return None if decided and v == "unknown" else test(v) is not negate
+    return value
+
+
 # By the number of fields after a variable, of keys from the sheet's root (more: a loop).
 _VAR_READS = {1: _read_var1, 2: _read_var2, 3: _read_var}
-_FACT_READS = {1: _read_fact1, 2: _read_fact2, 3: _read_fact3, 4: _read_fact}
+_FACT_READS = {1: _read_fact, 2: _read_fact2, 3: _read_fact}
 
 _COMPARE = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
