@@ -34,7 +34,7 @@ class Evidence(NamedTuple):
 
 
 _SHOWN_THROUGH_ITEMS = (dict, list)
-_new_evidence = tuple.__new__
+_new_tuple = tuple.__new__  # a named tuple, made without its Python-level __new__
 
 
 class RuleResult:
@@ -104,14 +104,22 @@ class RuleResult:
 _PICKS: dict[tuple[str, ...], Callable[[dict], tuple]] = {}
 
 
-def _pick(trace: tuple[str, ...]) -> Callable[[dict], tuple]:
-    paths = sorted(set(trace))
-    if len(paths) > 1:
-        return operator.itemgetter(*paths)
-    if paths:
-        (path,) = paths
-        return lambda shown: (shown[path],)
-    return lambda shown: ()
+def _pick(trace: tuple[str, ...]) -> Callable[[Any], tuple]:
+    return _getter(sorted(set(trace)))
+
+
+def _getter(keys: list) -> Callable[[Any], tuple]:
+    """fn(container) -> the items under these keys, as a tuple (`itemgetter` that is one
+    for any number of keys)."""
+    if len(keys) > 1:
+        return operator.itemgetter(*keys)
+    if keys:
+        (key,) = keys
+        return lambda container: (container[key],)
+    return lambda container: ()
+
+
+_OUTCOME = operator.attrgetter("outcome")
 
 
 class Evaluation(NamedTuple):
@@ -126,15 +134,13 @@ class Evaluation(NamedTuple):
 def combine_verdict(outcomes: Iterable[tuple[str, str]]) -> str:
     """(level, outcome) pairs -> verdict: fail if a blocking rule fails, else
     indeterminate if a blocking rule is, else pass."""
-    verdict = PASS
-    for level, o in outcomes:
-        if o is PASS or level != "blocking":
-            continue  # most rules pass: the verdict is looked for where it can change
-        if o == FAIL:
-            return FAIL
-        if o == INDETERMINATE:
-            verdict = INDETERMINATE
-    return verdict
+    return _verdict(o for level, o in outcomes if level == "blocking")
+
+
+def _verdict(blocking: Iterable[str]) -> str:
+    """The verdict from the outcomes of the blocking rules (see `combine_verdict`)."""
+    seen = set(blocking)
+    return FAIL if FAIL in seen else INDETERMINATE if INDETERMINATE in seen else PASS
 
 
 def format_value(value: Any) -> str:
@@ -190,12 +196,12 @@ def _show(ctx: _Ctx) -> bool:
     hidden = False
     for path, (_, value, parent, site) in shown.items():
         if value.__class__ in _SHOWN_THROUGH_ITEMS:
-            shown[path] = _new_evidence(_Unshown, (path, value, None, None))
+            shown[path] = _new_tuple(_Unshown, (path, value, None, None))
             hidden = True
             continue
         method = parent.get("method") if parent.__class__ is dict else None
-        shown[path] = _new_evidence(Evidence, (str(path) if site.guarded else path, value, owners.get(site.top),
-                                               method if method.__class__ is str else None))
+        shown[path] = _new_tuple(Evidence, (str(path) if site.guarded else path, value, owners.get(site.top),
+                                            method if method.__class__ is str else None))
     return hidden
 
 
@@ -272,7 +278,7 @@ class Program:
         self.params = dict(params)
         self.lang = lang
         self._runs = tuple(_compile_rule(r, self.params, lang) for r in policy.rules)
-        self._levels = tuple(r.level for r in policy.rules)
+        self._blocking = _getter([i for i, r in enumerate(policy.rules) if r.level == "blocking"])
 
     def evaluate(self, sheet: FactSheet) -> Evaluation:
         ctx = _Ctx(sheet.facts, sheet.owner_labels)
@@ -280,8 +286,8 @@ class Program:
         # refuses shadowing), so bindings left behind are never seen.
         env: dict = {}
         results = tuple([run(ctx, env) for run in self._runs])
-        verdict = combine_verdict(zip(self._levels, [r.outcome for r in results]))
-        return Evaluation(verdict, results, sheet, self.policy, self.params, self.lang)
+        verdict = _verdict(map(_OUTCOME, self._blocking(results)))
+        return _new_tuple(Evaluation, (verdict, results, sheet, self.policy, self.params, self.lang))
 
 
 def prepare_policy(policy: CheckedPolicy, overrides: Mapping[str, Any] | None = None,
@@ -615,6 +621,12 @@ class _Compiler:
                 return None if a is None else op(a, c)
             return compare_const
         left, right = self.expr(e.left), self.expr(e.right)
+        if e.op == "==":
+            def equals(ctx, env):
+                a = left(ctx, env)
+                b = right(ctx, env)
+                return None if a is None or b is None else a == b
+            return equals
 
         def compare(ctx, env):
             a = left(ctx, env)
@@ -994,6 +1006,19 @@ def _read_fact(keys, site, test, negate, decided) -> Fn:
 
 def _value_of(root, fields, var, test, negate, decided) -> Fn:
     """A read that leaves no trace (a message's, a quantifier's list)."""
+    if test is None and len(fields) == 1:
+        (f1,) = fields
+        if var:
+            def field(ctx, env):
+                item = env[root][0]
+                return item.get(f1) if item.__class__ is dict else None
+            return field
+
+        def fact(ctx, env):
+            p = ctx.facts.get(root)
+            return p.get(f1) if p.__class__ is dict else None
+        return fact
+
     def value(ctx, env):
         v = env[root][0] if var else ctx.facts.get(root)
         for f in fields:
