@@ -349,8 +349,8 @@ def _quantified_rule(rule: _CompiledRule, q: ast.Quantifier, comp: "_Compiler", 
         values = []
         marks = [len(trace)]  # item i's reads are trace[marks[i]:marks[i + 1]]
         hit = unknown = False
-        for i, item in enumerate(items):
-            env[var] = (item, prefixes[i])
+        for binding in zip(items, prefixes):
+            env[var] = binding
             if where is None:
                 v = body(ctx, env)
             else:
@@ -731,16 +731,17 @@ class _Compiler:
             return None, lambda env: env[root][1] + rest
         return _static_path(source), None
 
-    def join(self, e: ast.Quantifier) -> tuple[tuple[str, ...], Fn] | None:
+    def join(self, e: ast.Quantifier) -> tuple[tuple[str, ...], Fn, Fn] | None:
         """`d in LIST where d.X == K`, K not naming `d`, LIST not an item's field: X's
-        fields and K compiled, so that the items it keeps can be looked up (see `_joined`)."""
+        fields, a read of X and K compiled. K is then evaluated once, not with each item,
+        and when the list is long the items it keeps are looked up (see `_joined`)."""
         w = e.where
         if not (isinstance(w, ast.Compare) and w.op == "==" and isinstance(e.source, ast.Path)) \
                 or e.source.root in self.vars:
             return None
         for side, other in ((w.left, w.right), (w.right, w.left)):
             if isinstance(side, ast.Path) and side.root == e.var and side.fields and not _names(other, e.var):
-                return side.fields, self.expr(other)
+                return side.fields, self.read(side), self.expr(other)
         return None
 
     def _Quantifier(self, e: ast.Quantifier) -> Fn:
@@ -749,7 +750,7 @@ class _Compiler:
         paths = _item_paths(base, 0) if base is not None else ()  # of the longest list yet
         self.bind(e.var, e.source)
         join = self.join(e)
-        where = self.expr(e.where) if e.where is not None else None
+        where = self.expr(e.where) if e.where is not None and join is None else None
         body = self.expr(e.body)
         self.unbind(e.var)
         var, kind = e.var, e.kind
@@ -757,7 +758,7 @@ class _Compiler:
         # Inner quantifiers stop at the first item that settles them.
         settle = kind != "all"
         if join is not None:
-            fields, key_of = join
+            fields, read_x, key_of = join
             join_id = (_static_path(e.source), fields)
 
         def quantify(ctx, env):
@@ -776,25 +777,45 @@ class _Compiler:
                 prefixes = paths
             unknown = False
             trace = ctx.trace
-            pairs = enumerate(items)
-            if join is not None and n >= _JOIN_MIN_ITEMS and items.__class__ is list:
+            if join is not None:
                 start = len(trace)
                 key = key_of(ctx, env)
-                del trace[start:]  # read again with each item the filter keeps
-                kept = _joined(ctx, join_id, items, key)
-                if kept is not None:
-                    pairs = zip(kept, map(items.__getitem__, kept))
-            for i, item in pairs:
-                env[var] = (item, prefixes[i])
+                key_reads = trace[start:]  # the filter's reads of K, with every item it keeps
+                del trace[start:]
+                pairs = enumerate(items)
+                if n >= _JOIN_MIN_ITEMS and items.__class__ is list:
+                    kept = _joined(ctx, join_id, items, key)
+                    if kept is not None:
+                        pairs = zip(kept, map(items.__getitem__, kept))
+                for i, item in pairs:
+                    env[var] = (item, prefixes[i])
+                    start = len(trace)
+                    x = read_x(ctx, env)
+                    if x is None or key is None:
+                        f = None
+                    elif x == key:
+                        f = True
+                    else:
+                        # An item the filter leaves out decides nothing: its reads are
+                        # not evidence (in a join, most pairs are left out).
+                        del trace[start:]
+                        continue
+                    trace += key_reads
+                    v = body(ctx, env) if f else _filtered_value(is_all, f, body(ctx, env))
+                    if v is None:
+                        unknown = True
+                    elif v is settle:
+                        return kind == "any"
+                return None if unknown else kind != "any"
+            for binding in zip(items, prefixes):
+                env[var] = binding
                 if where is None:
                     v = body(ctx, env)
                 else:
                     start = len(trace)
                     f = where(ctx, env)
                     if f is False:
-                        # An item the filter leaves out decides nothing: its reads are
-                        # not evidence (in a join, most pairs are left out).
-                        del trace[start:]
+                        del trace[start:]  # left out: see above
                         continue
                     v = body(ctx, env) if f is True else _filtered_value(is_all, f, body(ctx, env))
                 if v is None:
@@ -833,8 +854,8 @@ class _Compiler:
                 prefixes = paths
             hits = 0
             unknown = False
-            for i, item in enumerate(items):
-                env[var] = (item, prefixes[i])
+            for binding in zip(items, prefixes):
+                env[var] = binding
                 v = where(ctx, env)
                 if v is True:
                     hits += 1
