@@ -416,7 +416,8 @@ def _unknown(trace: list[str], shown: dict[str, Evidence | tuple]) -> tuple[str,
 
 
 def _render(parts: tuple, ctx: _Ctx, env: dict) -> str:
-    return "".join([part if part.__class__ is str else format_value(part(ctx, env)) for part in parts])
+    return "".join([part if part.__class__ is str else v if (v := part(ctx, env)).__class__ is str else format_value(v)
+                    for part in parts])
 
 
 # -- compiling expressions -----------------------------------------------------------
@@ -1027,18 +1028,30 @@ def _read_fact(keys, site, test, negate, decided) -> Fn:
 
 def _value_of(root, fields, var, test, negate, decided) -> Fn:
     """A read that leaves no trace (a message's, a quantifier's list)."""
-    if test is None and len(fields) == 1:
+    if test is None and var and len(fields) == 2:
+        f1, f2 = fields
+
+        def field2(ctx, env):
+            item = env[root][0]
+            p = item.get(f1) if item.__class__ is dict else None
+            return p.get(f2) if p.__class__ is dict else None
+        return field2
+    if test is None and var and len(fields) == 1:
         (f1,) = fields
-        if var:
-            def field(ctx, env):
-                item = env[root][0]
-                return item.get(f1) if item.__class__ is dict else None
-            return field
+
+        def field(ctx, env):
+            item = env[root][0]
+            return item.get(f1) if item.__class__ is dict else None
+        return field
+    if test is None and not var and len(fields) == 1:
+        (f1,) = fields
 
         def fact(ctx, env):
             p = ctx.facts.get(root)
             return p.get(f1) if p.__class__ is dict else None
         return fact
+    if test is None and not var and not fields:
+        return lambda ctx, env: ctx.facts.get(root)
 
     def value(ctx, env):
         v = env[root][0] if var else ctx.facts.get(root)
