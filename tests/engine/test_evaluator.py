@@ -199,3 +199,33 @@ def test_message_values_are_formatted(catalogue):
                          "{tokenizer.present} {tokenizer.reference} {model.weight_files}")
     res = evaluate_policy(check_text(text, catalogue), sheet(facts, catalogue)).rules[0]
     assert res.message == "0.1235 64000 true unknown unknown"
+
+
+@pytest.mark.parametrize("n", [2, 4])  # a short list is gone through, a long one looked up
+def test_join_keeps_items_whose_key_is_unknown(catalogue, n):
+    declared = [{"name": "lm", "source": "own"}, {"source": "external"}, {"name": "enc", "source": "external"},
+                {"name": "x"}][:n]
+    facts = {"components": [{"name": "lm", "match": {"relation": "derived", "method": "digest"}},
+                            {"name": "enc", "match": {"relation": "identical"}}],
+             "declared": {"components": declared}}
+    cond = ('require all c in components where decided(c.match.relation) in ["identical", "derived"]:\n'
+            '    any d in declared.components where d.name == c.name: d.source == "external"')
+    res = outcome_of(cond, facts, catalogue)
+    assert res.outcome == INDETERMINATE and res.unknown == ("declared.components[1].name",)
+    first = [("components[0].match.relation", "derived", "weights@1", "digest"),
+             ("components[0].name", "lm", "weights@1", None)]
+    second = [("components[1].match.relation", "identical", "weights@1", None),
+              ("components[1].name", "enc", "weights@1", None)]
+    declared_reads = [("declared.components[0].name", "lm", "manifest@1", None),
+                      ("declared.components[0].source", "own", "manifest@1", None),
+                      ("declared.components[1].name", None, "manifest@1", None),
+                      ("declared.components[1].source", "external", "manifest@1", None)]
+    # With the long list the second component finds its declaration, so only the first is open.
+    assert res.witnesses == (("components[0]", "components[1]") if n == 2 else ("components[0]",))
+    assert [tuple(e) for e in res.evidence] == first + (second if n == 2 else []) + declared_reads
+
+
+def test_an_unknown_list_is_evidence(catalogue):
+    res = outcome_of('require any c in components: c.match.relation == "identical"', {}, catalogue)
+    assert res.outcome == INDETERMINATE and res.unknown == ("components",)
+    assert [tuple(e) for e in res.evidence] == [("components", None, "weights@1", None)]
