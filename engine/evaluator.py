@@ -79,12 +79,12 @@ class RuleResult:
                 if len(_PICKS) > 10_000:
                     _PICKS.clear()
                 pick = _PICKS[key] = _pick(key)
-            hidden = ctx.hidden
-            if hidden is None:
-                hidden = ctx.hidden = _show(ctx)
-            ev = pick(ctx.shown)
-            if hidden:
-                ev = tuple([e for e in ev if e.__class__ is Evidence])
+            shown = ctx.shown
+            if shown is None:
+                shown = ctx.shown = _show(ctx)
+            ev = pick(shown)
+            if ctx.hidden:
+                ev = tuple(filter(None, ev))
             self._evidence = ev
         return ev
 
@@ -92,7 +92,7 @@ class RuleResult:
     def unknown(self) -> tuple[str, ...]:
         """Facts whose absence (or a detector's `unknown`) left the rule open."""
         if self._unknown is None:
-            self._unknown = _unknown(self._trace, self._ctx.shown)
+            self._unknown = _unknown(self._trace, self._ctx.reads)
         return self._unknown
 
     def __repr__(self) -> str:
@@ -100,7 +100,7 @@ class RuleResult:
 
 
 # A trace (the paths a rule read, in order) -> fn(shown): their evidence, each once, sorted
-# by path. A rule's reads take few shapes, and sheets repeat them.
+# by path (see `_show`). A rule's reads take few shapes, and sheets repeat them.
 _PICKS: dict[tuple[str, ...], Callable[[dict], tuple]] = {}
 
 
@@ -175,40 +175,33 @@ class _Ctx:
     """One sheet's evaluation: its facts, the current rule's trace of fact reads (their
     paths, in the order read), and what its rules share."""
 
-    __slots__ = ("facts", "trace", "owners", "shown", "hidden", "joins")
+    __slots__ = ("facts", "trace", "owners", "reads", "shown", "hidden", "joins")
 
     def __init__(self, facts: dict, owners: Mapping[str, str | None]) -> None:
         self.facts = facts
         self.trace: list[str] = []
         self.owners = owners
-        # path read -> what its first read found (path, value, parent object, site), then
-        # its evidence (see `_show`)
-        self.shown: dict[str, tuple] = {}
-        self.hidden: bool | None = None  # see `_show`; None: not yet made
+        self.reads: dict[str, tuple] = {}  # path read -> what its first read found (value, parent object, site)
+        self.shown: dict[str, Evidence | None] | None = None  # see `_show`
+        self.hidden = False  # whether some path read holds a group or a list (see `_show`)
         self.joins: dict[tuple, tuple] = {}  # see `_joined`
 
 
-def _show(ctx: _Ctx) -> bool:
-    """Turn each fact the sheet's rules read into its evidence: its value, who wrote it,
-    and how (the `method` beside it). True if some path read holds a group or a list,
-    which are shown through their items: those stay out of the rules' evidence."""
-    owners, shown = ctx.owners, ctx.shown
-    hidden = False
-    for path, (_, value, parent, site) in shown.items():
+def _show(ctx: _Ctx) -> dict[str, Evidence | None]:
+    """Each fact the sheet's rules read, as evidence: its value, who wrote it, and how (the
+    `method` beside it). Groups and lists are shown through their items: they get none
+    (and `ctx.hidden` says there are some). Made once per sheet, when first asked for."""
+    owners = ctx.owners
+    shown: dict[str, Evidence | None] = {}
+    for path, (value, parent, site) in ctx.reads.items():
         if value.__class__ in _SHOWN_THROUGH_ITEMS:
-            shown[path] = _new_tuple(_Unshown, (path, value, None, None))
-            hidden = True
+            shown[path] = None
+            ctx.hidden = True
             continue
         method = parent.get("method") if parent.__class__ is dict else None
         shown[path] = _new_tuple(Evidence, (str(path) if site.guarded else path, value, owners.get(site.top),
                                             method if method.__class__ is str else None))
-    return hidden
-
-
-class _Unshown(tuple):
-    """The evidence of a group or a list read: none, as they are shown through their items."""
-
-    __slots__ = ()
+    return shown
 
 
 class _Guarded(str):
@@ -225,9 +218,9 @@ class _Site:
     __slots__ = ("suffix", "top", "guarded", "paths")
 
     def __init__(self, suffix: str, top: str, guarded: bool) -> None:
-        self.suffix = _Guarded(suffix) if guarded else suffix  # a path from the sheet's root is its own
+        self.suffix = _Guarded(suffix) if guarded else suffix  # also the path of a read from the root
         self.top = top  # the fact sheet key the value is under: who wrote it
-        self.guarded = guarded
+        self.guarded = guarded  # inside known(...) or the left of `otherwise`
         self.paths: dict[str, str] = {}  # item path -> full path
 
     def path(self, prefix: str) -> str:
@@ -394,7 +387,7 @@ def _explain(rule: _CompiledRule, value: Any, ctx: _Ctx, trace: list, message: t
         else:
             text = _render(message, ctx, {})  # no item to name: its variable is unbound
     else:
-        unknown = _unknown(trace, ctx.shown)
+        unknown = _unknown(trace, ctx.reads)
         text = ("cannot decide: `" + "`, `".join(unknown) + "` unknown") if unknown \
             else "cannot decide: a fact it needs is unknown"
     return RuleResult(rule, outcome, text, tuple([prefixes[i] for i in chosen]), trace, ctx)
@@ -409,10 +402,10 @@ def _filtered_value(is_all: bool, f: Any, b: Any) -> Any:
     return False if b is False else None
 
 
-def _unknown(trace: list[str], shown: dict[str, Evidence | tuple]) -> tuple[str, ...]:
+def _unknown(trace: list[str], reads: dict[str, tuple]) -> tuple[str, ...]:
     # A detector writes "unknown" where it could not decide (see `decided`).
     return tuple(sorted({path for path in trace if path.__class__ is str
-                         and ((v := shown[path][1]) is None or v == "unknown")}))
+                         and ((v := reads[path][0]) is None or v == "unknown")}))
 
 
 def _render(parts: tuple, ctx: _Ctx, env: dict) -> str:
@@ -914,9 +907,9 @@ def _joined(ctx: _Ctx, join_id: tuple, items: list, key: Any) -> list[int] | Non
 
 # -- reading facts -------------------------------------------------------------------
 # One closure per shape of path. Each records the read: its path goes on the trace, and
-# the sheet's first read of a path walks the facts and keeps what it found (path, value,
-# parent object, site: the makings of its evidence, see `_show`), which later reads take
-# the value from. Each ends alike: the value, or with a test the test's answer (see `read`).
+# the sheet's first read of a path walks the facts and keeps what it found (value, parent
+# object, site: the makings of its evidence, see `_show`), which later reads take the
+# value from. Each ends alike: the value, or with a test the test's answer (see `read`).
 
 
 def _read_var1(root, fields, site, test, negate, decided) -> Fn:
@@ -926,12 +919,12 @@ def _read_var1(root, fields, site, test, negate, decided) -> Fn:
     def read(ctx, env):
         item, prefix = env[root]
         path = paths.get(prefix) or site.path(prefix)
-        ev = ctx.shown.get(path)
+        ev = ctx.reads.get(path)
         if ev is None:
             v = item.get(f1) if item.__class__ is dict else None
-            ctx.shown[path] = (path, v, item, site)
+            ctx.reads[path] = (v, item, site)
         else:
-            v = ev[1]
+            v = ev[0]
         ctx.trace.append(path)
         if test is None or v is None:
             return v
@@ -946,13 +939,13 @@ def _read_var2(root, fields, site, test, negate, decided) -> Fn:
     def read(ctx, env):
         item, prefix = env[root]
         path = paths.get(prefix) or site.path(prefix)
-        ev = ctx.shown.get(path)
+        ev = ctx.reads.get(path)
         if ev is None:
             p = item.get(f1) if item.__class__ is dict else None
             v = p.get(f2) if p.__class__ is dict else None
-            ctx.shown[path] = (path, v, p, site)
+            ctx.reads[path] = (v, p, site)
         else:
-            v = ev[1]
+            v = ev[0]
         ctx.trace.append(path)
         if test is None or v is None:
             return v
@@ -966,7 +959,7 @@ def _read_var(root, fields, site, test, negate, decided) -> Fn:
     def read(ctx, env):
         item, prefix = env[root]
         path = paths.get(prefix) or site.path(prefix)
-        ev = ctx.shown.get(path)
+        ev = ctx.reads.get(path)
         if ev is None:
             parent = v = item
             for f in fields:
@@ -974,9 +967,9 @@ def _read_var(root, fields, site, test, negate, decided) -> Fn:
                 v = v.get(f) if v.__class__ is dict else None
                 if v is None:
                     break
-            ctx.shown[path] = (path, v, parent, site)
+            ctx.reads[path] = (v, parent, site)
         else:
-            v = ev[1]
+            v = ev[0]
         ctx.trace.append(path)
         if test is None or v is None:
             return v
@@ -989,13 +982,13 @@ def _read_fact2(keys, site, test, negate, decided) -> Fn:
     k1, k2 = keys
 
     def read(ctx, env):
-        ev = ctx.shown.get(path)
+        ev = ctx.reads.get(path)
         if ev is None:
             p = ctx.facts.get(k1)
             v = p.get(k2) if p.__class__ is dict else None
-            ctx.shown[path] = (path, v, p, site)
+            ctx.reads[path] = (v, p, site)
         else:
-            v = ev[1]
+            v = ev[0]
         ctx.trace.append(path)
         if test is None or v is None:
             return v
@@ -1007,7 +1000,7 @@ def _read_fact(keys, site, test, negate, decided) -> Fn:
     path = site.suffix
 
     def read(ctx, env):
-        ev = ctx.shown.get(path)
+        ev = ctx.reads.get(path)
         if ev is None:
             parent = None
             v = ctx.facts
@@ -1016,9 +1009,9 @@ def _read_fact(keys, site, test, negate, decided) -> Fn:
                 v = v.get(k) if v.__class__ is dict else None
                 if v is None:
                     break
-            ctx.shown[path] = (path, v, parent, site)
+            ctx.reads[path] = (v, parent, site)
         else:
-            v = ev[1]
+            v = ev[0]
         ctx.trace.append(path)
         if test is None or v is None:
             return v
