@@ -46,11 +46,8 @@ PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".ckpt"})
 # Config and index files are small; a cap keeps a hostile one from filling memory.
 JSON_CAP = 100_000_000
 _CHUNK = 1 << 20
-# The background digest pass reads through one buffer of this size, small enough to stay
-# in cache between the read and the hash, and hashes on its own thread only: the other
-# core is busy sampling and matching the same weights.
-_DIGEST_BUFFER = 4 << 20
-_DIGEST_THREADS = 1
+# The background digest pass hashes, then drops from memory, blocks of this size.
+_DIGEST_BLOCK = 8 << 20
 
 
 def read_json(path: Path) -> Any:
@@ -190,9 +187,9 @@ class ModelFolder:
 class _DigestPass:
     """`blake3:<hex>` of each tensor's bytes, computed in file order on its own thread.
 
-    It reads through one reusable buffer rather than the memory maps, so it adds nothing
-    to the process's resident pages however large the model. A reading error is raised
-    to whoever waits for a digest the pass could not compute.
+    It reads through its own memory maps, dropping each block's pages once hashed, so
+    it adds little to the process's resident pages however large the model. A reading
+    error is raised to whoever waits for a digest the pass could not compute.
     """
 
     def __init__(self, order: list[TensorInfo]) -> None:
@@ -221,49 +218,36 @@ class _DigestPass:
         self._thread.join()
 
     def _run(self) -> None:
-        buffer = memoryview(bytearray(_DIGEST_BUFFER))
-        handle, opened = None, None
+        maps = MappedFiles()
         try:
             for info in self._order:
                 if self._stopping:
                     break
-                if opened != info.file:
-                    if handle is not None:
-                        handle.close()
-                    handle, opened = None, info.file
-                    handle = open(info.file, "rb", buffering=0)
-                digest = _read_digest(handle, info, buffer)
+                digest = _mapped_digest(maps, info)
                 with self._changed:
                     self._done[info.name] = digest
                     self._changed.notify_all()
-        except OSError as exc:
-            place = tensor_place(info.name)
-            self._fail(InputError(info.file, place, f"cannot read: {exc.strerror or exc}"))
         except Exception as exc:  # raised again to the waiter, never lost on this thread
-            self._fail(exc)
+            with self._changed:
+                self._error = exc
         finally:
-            if handle is not None:
-                handle.close()
+            maps.close()
             with self._changed:
                 self._finished = True
                 self._changed.notify_all()
 
-    def _fail(self, error: Exception) -> None:
-        with self._changed:
-            self._error = error
-            self._changed.notify_all()
 
-
-def _read_digest(handle: Any, info: TensorInfo, buffer: memoryview) -> str:
-    hasher = blake3.blake3(max_threads=_DIGEST_THREADS)
-    handle.seek(info.start)
-    left = info.nbytes
-    while left:
-        got = handle.readinto(buffer[: min(left, len(buffer))])
-        if not got:
-            raise InputError(info.file, tensor_place(info.name), "file changed while reading")
-        hasher.update(buffer[:got])
-        left -= got
+def _mapped_digest(maps: MappedFiles, info: TensorInfo) -> str:
+    threads = blake3.blake3.AUTO if info.nbytes >= (1 << 22) else 1
+    hasher = blake3.blake3(max_threads=threads)
+    view = maps.raw(info)
+    try:
+        for start in range(0, info.nbytes, _DIGEST_BLOCK):
+            end = min(info.nbytes, start + _DIGEST_BLOCK)
+            hasher.update(view[start:end])
+            maps.drop(info, start, end)
+    finally:
+        view.release()
     return "blake3:" + hasher.hexdigest()
 
 

@@ -346,6 +346,18 @@ class MappedFiles:
             raise InputError(info.file, tensor_place(info.name), "file changed while reading")
         return memoryview(mm)[info.start : info.end]
 
+    def drop(self, info: TensorInfo, start: int, end: int) -> None:
+        """Let go of the pages of bytes [start, end) of the tensor: they stop counting
+        toward this process's memory, the page cache keeps them, a later read maps them
+        again."""
+        mm = self._maps.get(info.file)
+        if mm is None or not hasattr(mm, "madvise"):
+            return
+        lo = (info.start + start) // mmap.PAGESIZE * mmap.PAGESIZE
+        hi = min(len(mm), -(-(info.start + end) // mmap.PAGESIZE) * mmap.PAGESIZE)
+        if hi > lo:
+            mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
     def _open(self, path: Path) -> mmap.mmap:
         try:
             with open(path, "rb") as f:
