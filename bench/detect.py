@@ -220,8 +220,10 @@ def main() -> None:
             print(f"steady state, {label}: {rate:.2f} GiB/s = {rate / floor:.2f} x read floor")
     rss = max(max(r["weights_rss"], r["detect_rss"]) for r in rows)
     print(f"peak RSS over all runs: {rss:.0f} MB (target <= 400 MB): {'met' if rss <= 400 else 'NOT met'}")
-    end_to_end = min(r["weights"] / r["floor"] for r in rows)
-    print(f"end to end, weights detector, start-up included: >= {end_to_end:.2f} x read floor")
+    for r in sorted(rows, key=lambda r: r["gib"]):
+        ratio = r["detect"] / r["floor"]
+        print(f"target >= 0.25 x read floor, whole `originality detect` (start-up included) on "
+              f"{r['gib']:.2f} GiB: {ratio:.2f} x, {'met' if ratio >= 0.25 else 'NOT met'}")
 
 
 if __name__ == "__main__":
