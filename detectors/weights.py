@@ -5,14 +5,14 @@ One streaming pass over the tensors fingerprints the model and matches it as it 
 
 from __future__ import annotations
 
+import functools
 import math
-import mmap
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from detectors.base import COMPONENT_KINDS, RELATIONS, DetectContext, FactDecl, InputError
+from detectors.base import COMPONENT_KINDS, RELATIONS, DetectContext, FactDecl
 from detectors.components import Component, group_components
 from detectors.fingerprint import (
     Fingerprint,
@@ -29,6 +29,7 @@ from detectors.matching import (
     reference_components,
     single_threaded_blas,
 )
+from detectors.safetensors import MappedFiles
 
 __all__ = ["WeightsDetector", "round_sig"]
 
@@ -53,49 +54,6 @@ def _declared_prefixes(model: Any, context: DetectContext) -> dict[str, str]:
     return {c.name: c.prefix for c in manifest.components or () if c.prefix}
 
 
-_PAGE = mmap.PAGESIZE
-
-
-class _Pages:
-    """Read-only maps of the weight files whose pages are dropped once a block is done.
-
-    A mapped page a process has touched counts toward its resident memory until unmapped;
-    dropping each block after use (MADV_DONTNEED, the page cache keeps the data) keeps
-    the detector's memory flat whatever the model's size.
-    """
-
-    def __init__(self) -> None:
-        self._maps: dict[Path, mmap.mmap] = {}
-
-    def view(self, info: Any) -> tuple[memoryview, Callable[[int, int], None]]:
-        mm = self._maps.get(info.file)
-        if mm is None:
-            try:
-                with open(info.file, "rb") as f:
-                    mm = self._maps[info.file] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            except (OSError, ValueError) as exc:
-                raise InputError(info.file, None, f"cannot map: {exc}") from None
-        if info.end > len(mm):
-            raise InputError(info.file, f"tensor `{info.name}`", "file changed while reading")
-        base = info.start
-
-        def release(start: int, end: int) -> None:
-            lo = (base + start) // _PAGE * _PAGE
-            hi = min(len(mm), -(-(base + end) // _PAGE) * _PAGE)
-            if hi > lo and hasattr(mm, "madvise"):
-                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-
-        return memoryview(mm)[info.start : info.end], release
-
-    def close(self) -> None:
-        for mm in self._maps.values():
-            try:
-                mm.close()
-            except BufferError:
-                pass  # a view is still alive; the map goes with it
-        self._maps.clear()
-
-
 @contextmanager
 def _reading(model: Any) -> Iterator[Iterator[tuple[Any, memoryview, Callable[[int, int], None] | None]]]:
     """Every tensor with its bytes and a page-release callback, in file and offset order.
@@ -109,11 +67,14 @@ def _reading(model: Any) -> Iterator[Iterator[tuple[Any, memoryview, Callable[[i
         return
     rank = {Path(model.root) / rel: i for i, rel in enumerate(model.weight_files)}
     infos.sort(key=lambda i: (rank.get(Path(i.file), len(rank)), str(i.file), i.start, i.name))
-    pages = _Pages()
+    # Maps of their own, whose pages are dropped once a block is done: a mapped page the
+    # process has touched counts toward its resident memory until then, so dropping each
+    # block keeps the detector's memory flat whatever the model's size.
+    maps = MappedFiles()
     try:
-        yield ((info, *pages.view(info)) for info in infos)
+        yield ((info, maps.raw(info), functools.partial(maps.drop, info)) for info in infos)
     finally:
-        pages.close()
+        maps.close()
 
 
 def _done_with(raw: memoryview) -> None:
