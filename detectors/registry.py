@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import functools
 import re
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from detectors.base import Detector, FactDecl
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -135,6 +137,14 @@ def _instantiate(ep: EntryPoint) -> Any:
     if detector.name != ep.name:
         raise DetectorError(f"{label}: entry point `{ep.name}` names detector `{detector.name}`")
     return detector
+
+
+def entry_points(group: str) -> Iterable[EntryPoint]:
+    """The installed entry points of `group`. importlib.metadata loads here, on first use:
+    detection starts reading the weights before it looks for plug-ins."""
+    from importlib.metadata import entry_points as installed
+
+    return installed(group=group)
 
 
 @functools.cache
