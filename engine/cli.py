@@ -349,9 +349,9 @@ def detect(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the fact sheet here"),
 ) -> None:
     """Run the detectors on a model folder and write its fact sheet."""
-    from .facts import validate_fact_sheet
-
     data = _detect(model, _catalog_dir(catalog), manifest, progress=True)
+    from .facts import validate_fact_sheet  # after detection, which starts reading at once
+
     validate_fact_sheet(data, f"{model} (detected)", _fact_catalogue())
     _write_output(_dump_json(data), output)
 
