@@ -172,7 +172,6 @@ def run(gib: float, runs: int, keep: bool, vocab: int = VOCAB) -> dict[str, floa
     subprocess.run(["cat", *names], stdout=subprocess.DEVNULL, check=True)  # warm the cache
     floor, _ = best(["cat", *names], runs)
     sha, _ = best(["sha256sum", *names], runs)
-    _compile_bytecode()
     weights, weights_rss = best([PY, "-c", WEIGHTS_ONLY, str(model), str(catalog)], runs)
     out = work / "facts.json"
     detect, detect_rss = best([PY, "-m", "engine", "detect", str(model), "--catalog", str(catalog), "-o", str(out)],
@@ -207,8 +206,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--vocab", type=int, default=VOCAB, help="vocabulary size (150k-token ones stress memory)")
     args = parser.parse_args()
-    rows = [run(g, args.runs, args.keep, args.vocab) for g in (args.gib or [1.0])]
     _compile_bytecode()
+    rows = [run(g, args.runs, args.keep, args.vocab) for g in (args.gib or [1.0])]
     startup, _ = best([PY, "-c", "import engine.cli, detectors.pipeline, detectors.weights"], args.runs)
     print(f"\ninterpreter start and imports alone: {startup:.2f} s")
     if len(rows) >= 2:

@@ -19,6 +19,7 @@ import numpy as np
 
 from detectors.base import InputError
 from detectors.model import read_json
+from detectors.safetensors import FP8_LAYOUTS, fp8_table
 
 __all__ = [
     "FORMAT",
@@ -135,25 +136,6 @@ def sample_indices(n: int, k: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
 # --- decoding ---------------------------------------------------------------------
 
 
-def _fp8_table(exp_bits: int, man_bits: int, ieee: bool) -> np.ndarray:
-    bias = (1 << (exp_bits - 1)) - 1
-    b = np.arange(256)
-    sign = np.where(b & 0x80, -1.0, 1.0)
-    exp = (b >> man_bits) & ((1 << exp_bits) - 1)
-    man = b & ((1 << man_bits) - 1)
-    frac = man / (1 << man_bits)
-    value = np.where(exp == 0, frac * 2.0 ** (1 - bias), (1 + frac) * 2.0 ** (exp - bias))
-    top = (1 << exp_bits) - 1
-    if ieee:
-        value = np.where(exp == top, np.where(man == 0, np.inf, np.nan), value)
-    else:
-        value = np.where((exp == top) & (man == (1 << man_bits) - 1), np.nan, value)
-    return (sign * value).astype(np.float32)
-
-
-_FP8 = {"F8_E4M3": _fp8_table(4, 3, False), "F8_E5M2": _fp8_table(5, 2, True)}
-
-
 def native_view(dtype: str, raw: memoryview | bytes, shape: Iterable[int]) -> np.ndarray:
     """Zero-copy view of a tensor's bytes: bf16 as uint16 codes, fp8 as uint8 codes."""
     return np.frombuffer(raw, dtype=_NATIVE[dtype]).reshape(tuple(shape))
@@ -163,8 +145,8 @@ def decode(dtype: str, native: np.ndarray) -> np.ndarray:
     """float32 values of (part of) a native view; always a new array."""
     if dtype == "BF16":
         return (native.astype(np.uint32) << np.uint32(16)).view(np.float32)
-    if dtype in _FP8:
-        return _FP8[dtype][native]
+    if dtype in FP8_LAYOUTS:
+        return fp8_table(dtype)[native]
     return native.astype(np.float32)
 
 

@@ -94,7 +94,8 @@ class ModelFolder:
         self._maps = MappedFiles()
         self._tensor_digests: dict[str, str] = {}
         order = {root / rel: i for i, rel in enumerate(weight_files)}
-        self._file_order = sorted(tensors.values(), key=lambda t: (order[t.file], t.start, t.name))
+        # Tensors in file, then offset, order: how every pass over the bytes walks them.
+        self.file_order = tuple(sorted(tensors.values(), key=lambda t: (order[t.file], t.start, t.name)))
         self._digests: _DigestPass | None = None
 
     def raw(self, name: str) -> memoryview:
@@ -108,7 +109,7 @@ class ModelFolder:
 
     def iter_tensors(self) -> Iterator[tuple[TensorInfo, memoryview]]:
         """Every tensor with its bytes, in file then offset order, one at a time."""
-        for info in self._file_order:
+        for info in self.file_order:
             yield info, self._maps.raw(info)
 
     def digest_in_background(self) -> None:
@@ -118,8 +119,8 @@ class ModelFolder:
         weights) overlaps with the one pass that must read every byte; `tensor_digest`
         then waits for the tensor it asks for. Stopped by `close`.
         """
-        if self._digests is None and self._file_order:
-            self._digests = _DigestPass(self._file_order)
+        if self._digests is None and self.file_order:
+            self._digests = _DigestPass(self.file_order, self._tensor_digests)
 
     def tensor_digest(self, name: str) -> str:
         """`blake3:<hex>` of the tensor's raw bytes: from the background pass if one
@@ -128,10 +129,7 @@ class ModelFolder:
         if digest is None and self._digests is not None:
             digest = self._digests.wait(name)
         if digest is None:
-            raw = self.raw(name)
-            threads = blake3.blake3.AUTO if raw.nbytes >= (1 << 22) else 1
-            digest = "blake3:" + blake3.blake3(raw, max_threads=threads).hexdigest()
-            self._tensor_digests[name] = digest
+            digest = self._tensor_digests[name] = _mapped_digest(self._maps, self.tensors[name])
         return digest
 
     def files_digest(self) -> str:
@@ -144,7 +142,7 @@ class ModelFolder:
         Symbolic links contribute their target text, not what they point to.
         """
         weights = {rel: [] for rel in self.weight_files}
-        for info in self._file_order:
+        for info in self.file_order:
             weights[info.file.relative_to(self.root).as_posix()].append(info)
         pickles = set(self.pickle_files)
         outer = blake3.blake3()
@@ -192,9 +190,9 @@ class _DigestPass:
     error is raised to whoever waits for a digest the pass could not compute.
     """
 
-    def __init__(self, order: list[TensorInfo]) -> None:
+    def __init__(self, order: tuple[TensorInfo, ...], done: dict[str, str]) -> None:
         self._order = order
-        self._done: dict[str, str] = {}
+        self._done = done  # the model's tensor → digest, filled in here
         self._error: Exception | None = None
         self._finished = False
         self._stopping = False
@@ -238,7 +236,7 @@ class _DigestPass:
 
 
 def _mapped_digest(maps: MappedFiles, info: TensorInfo) -> str:
-    # One thread: the other core samples and matches the same weights meanwhile.
+    # One thread: during detection the other core samples and matches these weights.
     hasher = blake3.blake3()
     view = maps.raw(info)
     try:

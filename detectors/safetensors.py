@@ -270,36 +270,33 @@ def _entry(path: Path, name: str, entry: Any) -> tuple[int, int, str, str, tuple
     return begin, end, name, dtype, tuple(shape)
 
 
-def _fp8_table(exp_bits: int, man_bits: int, ieee_specials: bool) -> np.ndarray:
-    # One float32 per byte value; built from the bit layout, so no float8 support needed.
-    import numpy as np
-
-    bias = (1 << (exp_bits - 1)) - 1
-    table = np.empty(256, dtype=np.float32)
-    for byte in range(256):
-        sign = -1.0 if byte & 0x80 else 1.0
-        exp = (byte >> man_bits) & ((1 << exp_bits) - 1)
-        man = byte & ((1 << man_bits) - 1)
-        top = (1 << exp_bits) - 1
-        if ieee_specials and exp == top:
-            value = float("inf") if man == 0 else float("nan")
-        elif not ieee_specials and exp == top and man == (1 << man_bits) - 1:
-            value = float("nan")  # e4m3fn: only S.1111.111 is NaN; no infinities
-        elif exp == 0:
-            value = man / (1 << man_bits) * 2.0 ** (1 - bias)
-        else:
-            value = (1 + man / (1 << man_bits)) * 2.0 ** (exp - bias)
-        table[byte] = sign * value
-    table.setflags(write=False)
-    return table
-
-
-_FP8_LAYOUT = {"F8_E4M3": (4, 3, False), "F8_E5M2": (5, 2, True)}
+# Bit layouts of the fp8 dtypes: exponent bits, mantissa bits, IEEE specials (e5m2 has
+# infinities and many NaNs; e4m3fn only S.1111.111 as NaN and no infinities).
+FP8_LAYOUTS = {"F8_E4M3": (4, 3, False), "F8_E5M2": (5, 2, True)}
 
 
 @functools.cache
-def _fp8(dtype: str) -> np.ndarray:
-    return _fp8_table(*_FP8_LAYOUT[dtype])
+def fp8_table(dtype: str) -> np.ndarray:
+    """float32 value of each of the 256 codes of an fp8 dtype, built from its bit layout
+    (so no float8 support is needed); read-only, shared by every caller."""
+    import numpy as np
+
+    exp_bits, man_bits, ieee = FP8_LAYOUTS[dtype]
+    bias = (1 << (exp_bits - 1)) - 1
+    code = np.arange(256)
+    sign = np.where(code & 0x80, -1.0, 1.0)
+    exp = (code >> man_bits) & ((1 << exp_bits) - 1)
+    man = code & ((1 << man_bits) - 1)
+    frac = man / (1 << man_bits)
+    value = np.where(exp == 0, frac * 2.0 ** (1 - bias), (1 + frac) * 2.0 ** (exp - bias))
+    top = (1 << exp_bits) - 1
+    if ieee:
+        value = np.where(exp == top, np.where(man == 0, np.inf, np.nan), value)
+    else:
+        value = np.where((exp == top) & (man == (1 << man_bits) - 1), np.nan, value)
+    table = (sign * value).astype(np.float32)
+    table.setflags(write=False)
+    return table
 
 
 def to_array(info: TensorInfo, raw: memoryview | bytes) -> np.ndarray:
@@ -316,8 +313,8 @@ def to_array(info: TensorInfo, raw: memoryview | bytes) -> np.ndarray:
         # bfloat16 is the upper half of a float32.
         bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
         out = bits.view(np.float32)
-    elif info.dtype in _FP8_LAYOUT:
-        out = _fp8(info.dtype)[np.frombuffer(raw, dtype=np.uint8)]
+    elif info.dtype in FP8_LAYOUTS:
+        out = fp8_table(info.dtype)[np.frombuffer(raw, dtype=np.uint8)]
     elif info.dtype == "BOOL":
         out = np.frombuffer(raw, dtype=np.uint8) != 0
     else:

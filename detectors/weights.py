@@ -55,24 +55,18 @@ def _declared_prefixes(model: Any, context: DetectContext) -> dict[str, str]:
 
 
 @contextmanager
-def _reading(model: Any) -> Iterator[Iterator[tuple[Any, memoryview, Callable[[int, int], None] | None]]]:
-    """Every tensor with its bytes and a page-release callback, in file and offset order.
+def _reading(model: Any) -> Iterator[Iterator[tuple[Any, memoryview, Callable[[int, int], None]]]]:
+    """Every tensor with its bytes and a page-release callback, in the model's file order.
 
     The consumer releases each view (`_done_with`) once it has read it; the files stay
     mapped until the `with` block ends, so a worker may still be reading the last one.
     """
-    infos = list(model.tensors.values())
-    if not all(hasattr(i, "file") and hasattr(i, "start") and hasattr(i, "end") for i in infos):
-        yield ((info, raw, None) for info, raw in model.iter_tensors())
-        return
-    rank = {Path(model.root) / rel: i for i, rel in enumerate(model.weight_files)}
-    infos.sort(key=lambda i: (rank.get(Path(i.file), len(rank)), str(i.file), i.start, i.name))
     # Maps of their own, whose pages are dropped once a block is done: a mapped page the
     # process has touched counts toward its resident memory until then, so dropping each
     # block keeps the detector's memory flat whatever the model's size.
     maps = MappedFiles()
     try:
-        yield ((info, maps.raw(info), functools.partial(maps.drop, info)) for info in infos)
+        yield ((info, maps.raw(info), functools.partial(maps.drop, info)) for info in model.file_order)
     finally:
         maps.close()
 
@@ -173,10 +167,7 @@ class WeightsDetector:
         total, done = model.total_bytes, 0
         # The model hashes every tensor's bytes on its own thread (started already by the
         # pipeline, or here); this pass only samples them, and takes each digest when done.
-        start_digests = getattr(model, "digest_in_background", None)
-        if start_digests is not None:
-            start_digests()
-        digest_of = getattr(model, "tensor_digest", None)
+        model.digest_in_background()
 
         def read(item: tuple[Any, memoryview, Any]) -> tuple[Any, Any, Any]:
             info, raw, release = item
@@ -184,7 +175,7 @@ class WeightsDetector:
             try:
                 tp, gathered = fingerprint_tensor(
                     info.name, info.dtype, info.shape, raw, gather=wanted, release=release,
-                    raw_digest=(lambda: digest_of(info.name)) if digest_of is not None else None,
+                    raw_digest=lambda: model.tensor_digest(info.name),
                 )
             finally:
                 _done_with(raw)
@@ -200,8 +191,8 @@ class WeightsDetector:
                 context.progress(done + info.nbytes, total)
             return done + info.nbytes
 
-        # Two stages: a worker hashes and samples the next tensor while this thread matches
-        # the last one; hashing and numpy both release the GIL, so the two cores overlap.
+        # Two stages: a worker samples the next tensor while this thread matches the last
+        # one (beside the model's digest thread); numpy and hashing release the GIL.
         # The pool is left (and its last job finished) before the files are unmapped.
         with _reading(model) as stream, ThreadPoolExecutor(max_workers=1) as pool:
             ahead = None
