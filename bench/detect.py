@@ -217,6 +217,13 @@ def main() -> None:
         for key, label in (("weights", "weights detector"), ("detect", "originality detect")):
             rate = (b["gib"] - a["gib"]) / (b["gib"] / b[key] - a["gib"] / a[key])
             print(f"steady state, {label}: {rate:.2f} GiB/s = {rate / floor:.2f} x read floor")
+        # time(size) = fixed + size / rate, so the whole command reaches a quarter of the
+        # read floor once size / (fixed + size / rate) >= floor / 4.
+        fixed = b["gib"] / b["detect"] - b["gib"] / rate  # `rate`: the whole command's, from the loop
+        print(f"fixed cost of the whole command (start-up, exit; from the two sizes): {fixed:.2f} s")
+        if rate > floor / 4:
+            print(f"the whole command reaches 0.25 x read floor from about "
+                  f"{fixed / (4 / floor - 1 / rate):.1f} GiB")
     rss = max(max(r["weights_rss"], r["detect_rss"]) for r in rows)
     print(f"peak RSS over all runs: {rss:.0f} MB (target <= 400 MB): {'met' if rss <= 400 else 'NOT met'}")
     for r in sorted(rows, key=lambda r: r["gib"]):

@@ -219,6 +219,22 @@ def test_fresh_step0_grafted_onto_a_foreign_finetune(tmp_path, runs):
     assert facts["depends_on_init"] is False
 
 
+def test_trail_interpolated_from_a_fresh_step0_to_a_foreign_model(tmp_path, runs):
+    # The forger's smooth path: a real random step 0, then checkpoints that blend it into
+    # a foreign model (trained, or a rotated copy: the weights need not resemble it). Each
+    # link looks like training; the release does not depend on the start.
+    start, target = runs["own"][0], runs["foreign"][STEPS]
+    steps = {0: start} | {
+        s: {k: (1 - s / STEPS) * start[k] + (s / STEPS) * target[k] for k in start}
+        for s in range(EVERY, STEPS + 1, EVERY)
+    }
+    facts = detect(write_trail(tmp_path / "blend", steps, target))
+    assert facts["initial_random"] is True
+    assert facts["commitment_matches"] is True
+    assert facts["ends_at_release"] is True
+    assert facts["depends_on_init"] is False
+
+
 def test_commitment_to_another_step0_does_not_match(tmp_path, runs):
     root = write_trail(tmp_path / "m", runs["own"], runs["own"][STEPS])
     with open_model(root / "checkpoints" / "step-50") as other:

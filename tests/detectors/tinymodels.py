@@ -33,6 +33,7 @@ __all__ = [
     "moved",
     "permute_units",
     "rescaled",
+    "rotated",
     "prune",
     "save_model",
 ]
@@ -380,6 +381,43 @@ def rescaled(p: Params, cfg: LMConfig, factor: float = 2.0) -> Params:
             out[k] = p[k] * factor
         elif k.endswith("k_proj.weight") or k.endswith("down_proj.weight"):
             out[k] = p[k] / factor
+    return out
+
+
+def rotated(p: Params, cfg: LMConfig, seed: int | None) -> Params:
+    """The residual stream rotated by an orthogonal matrix, norm gains folded into the
+    matrices that read it (gains become 1): the same function, no weight left in place.
+    `seed` draws a uniformly random rotation; None takes the normalised Hadamard matrix,
+    which spreads every residual dimension evenly over all others (widths of 2^k)."""
+    if seed is None:
+        q = torch.ones(1, 1)
+        while q.shape[0] < cfg.d:
+            q = torch.cat([torch.cat([q, q], 1), torch.cat([q, -q], 1)], 0)
+        if q.shape[0] != cfg.d:
+            raise ValueError(f"no Hadamard matrix of width {cfg.d} here")
+        q = q / math.sqrt(cfg.d)
+    else:
+        g = torch.Generator().manual_seed(seed)
+        q, r = torch.linalg.qr(torch.randn(cfg.d, cfg.d, generator=g, dtype=torch.float64))
+        q = (q * torch.sign(torch.diagonal(r))).float()
+    pre = cfg.prefix
+    out = {k: v.clone() for k, v in p.items()}
+    ones = torch.ones(cfg.d)
+    # Row vectors: x' = x q. RMS norm commutes with q once its gain is folded away.
+    out[f"{pre}embed_tokens.weight"] = p[f"{pre}embed_tokens.weight"] @ q
+    for i in sorted({int(k[len(pre) + 7 :].split(".")[0]) for k in p if k.startswith(f"{pre}layers.")}):
+        lp = f"{pre}layers.{i}."
+        gain_in, gain_post = p[f"{lp}input_layernorm.weight"], p[f"{lp}post_attention_layernorm.weight"]
+        for n in ("q", "k", "v"):
+            out[f"{lp}self_attn.{n}_proj.weight"] = (p[f"{lp}self_attn.{n}_proj.weight"] * gain_in) @ q
+        for n in ("gate", "up"):
+            out[f"{lp}mlp.{n}_proj.weight"] = (p[f"{lp}mlp.{n}_proj.weight"] * gain_post) @ q
+        out[f"{lp}self_attn.o_proj.weight"] = q.T @ p[f"{lp}self_attn.o_proj.weight"]
+        out[f"{lp}mlp.down_proj.weight"] = q.T @ p[f"{lp}mlp.down_proj.weight"]
+        out[f"{lp}input_layernorm.weight"] = ones.clone()
+        out[f"{lp}post_attention_layernorm.weight"] = ones.clone()
+    out[f"{cfg.head_name}weight"] = (p[f"{cfg.head_name}weight"] * p[f"{pre}norm.weight"]) @ q
+    out[f"{pre}norm.weight"] = ones.clone()
     return out
 
 
