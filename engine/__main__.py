@@ -1,5 +1,5 @@
 """`python -m engine` runs the same command line as `originality`."""
 
-from .cli import main
+from .cli import run
 
-main()
+run()
