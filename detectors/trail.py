@@ -19,6 +19,7 @@ import numpy as np
 from detectors.base import DetectContext, FactDecl, InputError
 from detectors.model import CHECKPOINTS_DIR, ModelFolder, open_model, read_json, weights_digest
 from detectors.safetensors import DTYPE_SIZES, TensorInfo, to_array
+from detectors.step0 import BUFFER_NAMES, RECIPE, check_std, is_norm, regenerates
 
 __all__ = [
     "TrailDetector",
@@ -50,9 +51,6 @@ COVERAGE = 0.9
 DRIFT_SLACK = 0.05
 
 _FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2"})
-# Deterministic buffers are equal across independent models: never evidence of a link.
-_BUFFER_NAMES = ("inv_freq", "cos_cached", "sin_cached", "position_ids", "rotary", "mask")
-_NORM_SEGMENT = re.compile(r"(norm|^ln(_?\w*)?$)", re.IGNORECASE)
 _CHUNK_ELEMENTS = 1 << 22
 
 # Matrices smaller than this carry too little to judge their distribution.
@@ -71,6 +69,11 @@ def _facts() -> tuple[FactDecl, ...]:
         ("trail.checkpoints", "integer", "number of checkpoints"),
         ("trail.committed", "boolean", "`checkpoints/commitment.json` exists"),
         ("trail.commitment_matches", "boolean", "step-0 weights match the committed digest"),
+        (
+            "trail.step0_regenerated",
+            "boolean",
+            "step 0 is exactly what the committed seed generates under the `originality/1` recipe",
+        ),
         ("trail.initial_random", "boolean", "step 0 has random-initialisation statistics"),
         ("trail.initial_kurtosis", "number", "mean excess kurtosis of step-0 matrices"),
         ("trail.continuous", "boolean", "each checkpoint continues the one before"),
@@ -107,7 +110,7 @@ def _is_matrix(info: TensorInfo) -> bool:
         len(info.shape) == 2
         and info.dtype in _FLOAT_DTYPES
         and info.numel > 0
-        and not any(word in lowered for word in _BUFFER_NAMES)
+        and not any(word in lowered for word in BUFFER_NAMES)
     )
 
 
@@ -304,10 +307,6 @@ def _dispersion(energy: np.ndarray, length: int, iid: float) -> float:
     return float(energy.std() / energy.mean() / math.sqrt(iid / length))
 
 
-def _is_norm(name: str) -> bool:
-    return any(_NORM_SEGMENT.search(part) for part in name.split(".")[:-1])
-
-
 @dataclass(frozen=True)
 class InitReport:
     """Step-0 verdict: `random` is None when nothing could be judged."""
@@ -332,7 +331,7 @@ def judge_init(model: ModelFolder, init_std: Iterable[float] = ()) -> InitReport
     for name, info in model.tensors.items():
         if info.dtype not in _FLOAT_DTYPES:
             continue
-        if len(info.shape) == 1 and _is_norm(name):
+        if len(info.shape) == 1 and is_norm(name):
             last = name.rsplit(".", 1)[-1].lower()
             values = model.array(name)
             if last in ("weight", "gamma", "scale", "g"):
@@ -377,18 +376,20 @@ class Commitment:
     seed: int
     init: str
     step0_digest: str
+    std: float | None = None  # the recipe's scale, for `originality/1`
 
 
 def read_commitment(path: Path) -> Commitment:
     """Validate `checkpoints/commitment.json`.
 
-    Its form: `{"seed": int, "init": str, "step0_digest": "blake3:<hex>"}`.
+    Its form: `{"seed": int, "init": str, "step0_digest": "blake3:<hex>"}`, and `std`
+    (a number above 0) when `init` is the `originality/1` recipe.
     """
     data = read_json(path)
     if not isinstance(data, dict):
         raise InputError(path, None, "commitment is not a json object")
     for key in data:
-        if key not in ("seed", "init", "step0_digest"):
+        if key not in ("seed", "init", "step0_digest", "std"):
             raise InputError(path, f"field `{key}`", "unexpected field")
     for key in ("seed", "init", "step0_digest"):
         if key not in data:
@@ -401,7 +402,12 @@ def read_commitment(path: Path) -> Commitment:
     if not isinstance(digest, str) or not _DIGEST.match(digest):
         problem = "step0_digest is not `blake3:` and 64 lower-case hex digits"
         raise InputError(path, "field `step0_digest`", problem)
-    return Commitment(seed, init, digest)
+    std = None
+    if "std" in data:
+        std = check_std(data["std"], path, "field `std`")
+    elif init == RECIPE:
+        raise InputError(path, None, f"missing field `std` (the scale of the {RECIPE} recipe)")
+    return Commitment(seed, init, digest, std)
 
 
 def find_checkpoints(root: Path) -> list[tuple[int, Path]]:
@@ -492,6 +498,8 @@ class TrailDetector:
         if step0 is not None:
             if commitment is not None:
                 out["commitment_matches"] = weights_digest(step0) == commitment.step0_digest
+                if commitment.init == RECIPE and commitment.std is not None:
+                    out["step0_regenerated"] = regenerates(step0, commitment.seed, commitment.std)
             stds = _declared_init_std(step0.config) or _declared_init_std(release.config)
             report = judge_init(step0, stds)
             out["initial_random"] = report.random

@@ -357,6 +357,24 @@ def detect(
     _write_output(_dump_json(data), output)
 
 
+@app.command()
+def init(
+    template: Path = typer.Argument(..., help="a model folder of the architecture: tensor names, shapes, dtypes"),
+    seed: int = typer.Option(..., "--seed", help="the seed to commit to, 0 or above"),
+    std: float = typer.Option(..., "--std", help="standard deviation of the random weights, e.g. 0.02"),
+    output: Path = typer.Option(..., "--output", "-o", help="the step-0 folder to write, e.g. checkpoints/step-0"),
+    commitment: Optional[Path] = typer.Option(None, "--commitment", help="write the commitment here, not to stdout"),
+) -> None:
+    """Write step-0 weights that anyone can regenerate from the seed (recipe originality/1),
+    and the commitment to publish before training."""
+    from detectors.step0 import write_step0
+
+    promise = write_step0(template, output, seed, std)
+    _write_output(_dump_json(promise), commitment)
+    if commitment is not None:
+        typer.echo(f"step 0 in {output}; commitment in {commitment}")
+
+
 @catalog_app.command("add")
 def catalog_add(
     path: Path = typer.Argument(..., help="the reference model's folder"),

@@ -132,15 +132,11 @@ def _cast(w: np.ndarray, dtype: str) -> np.ndarray:
     return np.ascontiguousarray(w, dtype=np.float32)
 
 
-def write_trail(folder: Path, steps: list[Params], seed: int) -> None:
-    """checkpoints/step-<N>/ for each state, and a commitment to step 0."""
-    from detectors.model import open_model, weights_digest
-
-    for i, p in enumerate(steps):
+def write_trail(folder: Path, steps: list[Params], commitment: dict) -> None:
+    """checkpoints/step-<N>/ for each state after step 0 (written already), and the
+    commitment to step 0."""
+    for i, p in enumerate(steps[1:], 1):
         save(folder / "checkpoints" / f"step-{i * 1000}", p, config=vlm_config())
-    with open_model(folder / "checkpoints" / "step-0") as step0:
-        digest = weights_digest(step0)
-    commitment = {"seed": seed, "init": f"normal(0, {INIT_STD}); norm gains 1", "step0_digest": digest}
     (folder / "checkpoints" / "commitment.json").write_text(json.dumps(commitment, indent=2, sort_keys=True) + "\n")
 
 
@@ -150,7 +146,7 @@ organisation: Hanbit AI Consortium
 members: [Hanbit Labs, Seoul Vision]
 base_model: null
 from_scratch: true
-init: {{method: random, seed: {seed}, recipe: "normal(0, 0.02); norm gains 1"}}
+init: {{method: random, seed: {seed}, recipe: "originality/1, std 0.02"}}
 components:
   - {{name: language_model, source: own, member: Hanbit Labs, license: Apache-2.0}}
   - {{name: vision_encoder, source: own, member: Seoul Vision, license: Apache-2.0, reinitialized: true}}
@@ -207,13 +203,21 @@ REFERENCES = {
 
 
 def _scratch(d: Path) -> None:
-    """Pre-trained from scratch, its vision encoder reset and trained, with a trail."""
-    start = {**init_lm(42), **init_vision(43)}
-    steps = [start]
+    """Pre-trained from scratch, its vision encoder reset and trained, with a trail whose
+    step 0 anyone can regenerate from the committed seed (`originality init`)."""
+    from safetensors.numpy import load_file
+
+    from detectors.step0 import write_step0
+
+    template = save(d / ".template", {**init_lm(42), **init_vision(43)}, vlm_config())  # names and shapes
+    step0 = d / "checkpoints" / "step-0"
+    commitment = write_step0(template, step0, seed=42, std=INIT_STD)
+    shutil.rmtree(template)
+    steps = [load_file(str(step0 / "model.safetensors"))]
     for i in range(3):
         steps.append(train(steps[-1], seed=100 + i, steps=1))
     save(d, steps[-1], vlm_config(), tokenizer(44), MANIFEST_OWN.format(seed=42))
-    write_trail(d, steps, seed=42)
+    write_trail(d, steps, commitment)
 
 
 def _frozen(d: Path) -> None:

@@ -144,8 +144,8 @@ def detect(root: Path) -> dict:
 def test_declared_facts_are_the_architecture_table():
     text = ARCHITECTURE.read_text(encoding="utf-8")
     section = text.split("`trail` emits `trail`", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| `(trail\.[a-z_]+)` \| ([a-z\[\]]+) \| (.+?) \|$", section, re.MULTILINE)
-    assert len(rows) == 11
+    rows = re.findall(r"^\| `(trail\.[a-z0-9_]+)` \| ([a-z\[\]]+) \| (.+?) \|$", section, re.MULTILINE)
+    assert len(rows) == 12
     declared = [(d.path, d.type, d.doc) for d in TrailDetector.facts]
     assert declared == rows
     detector = TrailDetector()
@@ -172,6 +172,7 @@ def test_genuine_trail(tmp_path, runs):
     assert facts["ends_at_release"] is True
     assert facts["init_similarity"] > 0.4
     assert facts["depends_on_init"] is True
+    assert facts["step0_regenerated"] is None  # committed to an init of its own, not the recipe
 
 
 def test_release_trained_past_the_last_checkpoint_continues_it(tmp_path, runs):
@@ -376,6 +377,21 @@ def test_two_folders_for_one_step_are_refused(tmp_path, runs):
             "unexpected",
         ),
         ('{"seed": 1,', "line 1:12", "not valid json"),
+        (
+            '{"seed": 1, "init": "originality/1", "step0_digest": "blake3:' + "0" * 64 + '"}',
+            None,
+            "missing field `std`",
+        ),
+        (
+            '{"seed": 1, "init": "originality/1", "std": -0.02, "step0_digest": "blake3:' + "0" * 64 + '"}',
+            "field `std`",
+            "std must be a number above 0",
+        ),
+        (
+            '{"seed": 1, "init": "x", "std": true, "step0_digest": "blake3:' + "0" * 64 + '"}',
+            "field `std`",
+            "std must be a number above 0",
+        ),
     ],
 )
 def test_malformed_commitment(tmp_path, runs, content, place, problem):

@@ -715,6 +715,57 @@ def test_detect_writes_a_sheet_that_check_reads_alike(cli, tmp_path):
     assert from_sheet == from_folder
 
 
+# -- init ------------------------------------------------------------------------------
+
+
+def _template(folder: Path) -> Path:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder.mkdir()
+    save_file({"embed.weight": np.zeros((16, 8), np.float32), "norm.weight": np.zeros(8, np.float32),
+               "proj.bias": np.ones(8, np.float32)}, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_init_writes_step0_and_prints_its_commitment(cli, tmp_path):
+    tpl = _template(tmp_path / "tpl")
+    run = cli("init", tpl, "--seed", "3", "--std", "0.02", "-o", tmp_path / "checkpoints" / "step-0")
+    assert run.code == 0, run.err
+    promise = json.loads(run.out)
+    assert promise["init"] == "originality/1" and promise["seed"] == 3 and promise["std"] == 0.02
+    assert promise["step0_digest"].startswith("blake3:")
+    assert (tmp_path / "checkpoints" / "step-0" / "model.safetensors").is_file()
+    # The same again, the commitment to a file: the same bytes.
+    run = cli("init", tpl, "--seed", "3", "--std", "0.02", "-o", tmp_path / "again",
+              "--commitment", tmp_path / "commitment.json")
+    assert run.code == 0
+    assert json.loads((tmp_path / "commitment.json").read_text()) == promise
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (
+        tmp_path / "checkpoints" / "step-0" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (("--seed", "-1", "--std", "0.02"), "seed must be a whole number"),
+    (("--seed", "1", "--std", "0"), "std must be a number above 0"),
+    (("--seed", "1", "--std", "inf"), "std must be a number above 0"),
+])
+def test_init_bad_values_exit_2_with_one_line(cli, tmp_path, args, problem):
+    run = cli("init", _template(tmp_path / "tpl"), *args, "-o", tmp_path / "out")
+    assert run.code == 2
+    assert len(run.err_lines) == 1 and problem in run.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_init_refuses_a_used_output_folder(cli, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    run = cli("init", _template(tmp_path / "tpl"), "--seed", "1", "--std", "0.02", "-o", tmp_path / "out")
+    assert run.code == 2 and len(run.err_lines) == 1
+    assert "not an empty folder" in run.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["notes.txt"]
+
+
 # -- usage errors ----------------------------------------------------------------------
 
 
