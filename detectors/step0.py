@@ -11,13 +11,14 @@ The recipe, per tensor, in name order:
   template has them and are not compared: they carry no provenance;
 - a 1-D normalisation gain (`…norm.weight`, `ln_f.weight`, …) is all ones; a
   normalisation bias and any other 1-D `bias` is all zeros;
-- every other tensor is random: value = (u1 + u2 + u3 + u4 − 131070) · std · √3 / 65536,
-  where u1…u4 are the four 16-bit halves of one 64-bit output of Philox-4x64 keyed by
-  the first 16 bytes of BLAKE3(`originality/1` NUL seed NUL name), counter from zero.
-  The sum of four uniforms (Irwin–Hall) has mean 0, standard deviation `std`, bounded
-  tails and excess kurtosis −0.3. Only integer sums and one IEEE multiplication in
-  float64 are involved, so every platform computes the same bits. The value is rounded
-  to float32, then to the tensor's dtype (F32, F64, F16 or BF16, round to nearest even).
+- every other tensor is random: value = (u1 + u2 + u3 + u4 − 131070) × s, where u1…u4
+  are the four 16-bit quarters of one 64-bit output of Philox-4x64 keyed by the first 16
+  bytes of BLAKE3(`originality/1` NUL seed NUL name), counter from zero, and s is
+  std · √3 / 65536 rounded to float32; the product is one float32 multiplication. The
+  sum of four uniforms (Irwin–Hall) has mean 0, standard deviation `std`, bounded tails
+  and excess kurtosis −0.3. Integer sums (exact in float32) and one IEEE multiplication
+  are all there is, so every platform computes the same bits. The float32 value is then
+  rounded to the tensor's dtype (F32, F64, F16 or BF16, to nearest even).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ _BIASES = ("bias", "beta", "b")
 _DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "BF16": "<u2"}
 _BLOCK = 1 << 22  # values generated at a time: memory stays flat whatever the tensor
 _CENTRE = 2 * 65535  # the mean of four 16-bit uniforms, summed
+_PAIRS = np.uint64(0x0000FFFF0000FFFF)
+_LOW_HALF = np.uint64(0xFFFFFFFF)
+_SIXTEEN, _THIRTY_TWO = np.uint64(16), np.uint64(32)
 
 
 def is_norm(name: str) -> bool:
@@ -87,11 +91,15 @@ def _key(seed: int, name: str) -> np.ndarray:
 
 
 def _encode(values: np.ndarray, dtype: str) -> bytes:
-    """float32 values as the dtype's little-endian bytes, rounded to nearest even."""
+    """float32 values as the dtype's little-endian bytes, rounded to nearest even.
+    (Overwrites `values` for BF16.)"""
     if dtype == "BF16":
         bits = values.view(np.uint32)
-        return ((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(
-            "<u2").tobytes()
+        odd = (bits >> np.uint32(16)) & np.uint32(1)
+        bits += odd
+        bits += np.uint32(0x7FFF)
+        bits >>= np.uint32(16)
+        return bits.astype("<u2").tobytes()
     return values.astype(_DTYPES[dtype]).tobytes()
 
 
@@ -107,12 +115,24 @@ def tensor_bytes(seed: int, std: float, name: str, info: TensorInfo) -> Iterator
             yield _encode(np.full(min(_BLOCK, n - start), fill, dtype=np.float32), info.dtype)
         return
     bits = np.random.Philox(key=_key(seed, name))
-    scale = float(std) * math.sqrt(3.0) / 65536.0
+    scale = np.float32(float(std) * math.sqrt(3.0) / 65536.0)
+    low, high = np.empty(min(_BLOCK, n), np.uint64), np.empty(min(_BLOCK, n), np.uint64)
+    values = np.empty(min(_BLOCK, n), np.float32)
     for start in range(0, n, _BLOCK):
-        raw = bits.random_raw(min(_BLOCK, n - start))
-        # The four halves' sum does not depend on the order a byte view gives them.
-        total = raw.view(np.uint16).reshape(-1, 4).sum(axis=1, dtype=np.int64) - _CENTRE
-        yield _encode((total * scale).astype(np.float32), info.dtype)
+        k = min(_BLOCK, n - start)
+        raw, lo, hi, out = bits.random_raw(k), low[:k], high[:k], values[:k]
+        # Quarters summed in pairs within each 32-bit half, then the halves: u1+u2+u3+u4.
+        np.bitwise_and(raw, _PAIRS, out=lo)
+        np.right_shift(raw, _SIXTEEN, out=hi)
+        hi &= _PAIRS
+        lo += hi
+        np.right_shift(lo, _THIRTY_TWO, out=hi)
+        lo &= _LOW_HALF
+        lo += hi
+        out[...] = lo  # at most 262140: exact in float32
+        out -= np.float32(_CENTRE)
+        out *= scale
+        yield _encode(out, info.dtype)
 
 
 def _digest(seed: int, std: float, name: str, info: TensorInfo) -> str:
