@@ -48,7 +48,8 @@ def main() -> None:
 
     generate = _generator()
     rng = random.Random(opts.seed)
-    detectors = [{"name": "config", "version": "1.0.0", "emits": ["config"]},
+    detectors = [{"name": "card", "version": "1.0.0", "emits": ["card"]},
+                 {"name": "config", "version": "1.0.0", "emits": ["config"]},
                  {"name": "manifest", "version": "1.0.0", "emits": ["declared"]},
                  {"name": "tokenizer", "version": "1.0.0", "emits": ["tokenizer"]},
                  {"name": "trail", "version": "1.0.0", "emits": ["trail"]},

@@ -4,7 +4,7 @@ Times, in one run and over the same sheets:
   engine   - the compiled policy, every rule's outcome, message, witnesses and evidence
              (fact paths, values, detector, method) materialised;
   outcomes - the same, reading outcomes and messages only (evidence left unread);
-  baseline - a hand-written plain-Python version of the same eleven rules producing the same
+  baseline - a hand-written plain-Python version of the same twelve rules producing the same
              outcomes and the same evidence paths and values;
   tight    - the same rules hand-written for outcomes alone, loops fused: the floor plain
              Python sets for deciding them, without explaining anything.
@@ -62,6 +62,8 @@ def generate_facts(rng: random.Random) -> dict:
                   "ends_at_release": True, "depends_on_init": True},
         "tokenizer": {"present": True, "vocab_overlap": round(rng.random() * 0.6, 4), "reference": "llama-3-8b",
                       "origin": "US"},
+        "card": {"present": True, "metadata": True, "base_model": [], "base_model_relation": None,
+                 "license": "apache-2.0"},
     }
     if rng.random() < 0.35:
         for problem in rng.sample(PROBLEMS, rng.randint(1, 3)):
@@ -111,12 +113,16 @@ def _tokenizer(rng, facts):
     facts["tokenizer"]["vocab_overlap"] = round(0.9 + rng.random() * 0.1, 4)
 
 
+def _card_names_a_base(rng, facts):
+    facts["card"].update(base_model=["meta-llama/Meta-Llama-3-8B"], base_model_relation="finetune")
+
+
 def _undetected_facts(rng, facts):
     del rng.choice(facts["components"])["match"]["relation"]
 
 
 PROBLEMS = [_frozen_encoder, _fine_tuned, _inconclusive, _no_manifest, _no_trail, _broken_trail, _licence,
-            _tokenizer, _undetected_facts]
+            _tokenizer, _card_names_a_base, _undetected_facts]
 
 
 def _drop_none(value):
@@ -312,6 +318,11 @@ def baseline(facts: dict) -> dict:
         ev.append(("tokenizer.origin", origin))
         value = _and(a, None if origin is None else origin not in DOMESTIC)
     out["tokenizer_reuse"] = ({True: "fail", False: "pass", None: "indeterminate"}[value], ev)
+
+    bases = (facts.get("card") or {}).get("base_model")
+    value = None if bases is None else len(bases) > 0
+    out["card_names_no_base_model"] = ({True: "fail", False: "pass", None: "indeterminate"}[value],
+                                       [("card.base_model", bases)])
     return out
 
 
@@ -444,6 +455,8 @@ def tight(facts: dict) -> dict:
     overlap, origin = tok.get("vocab_overlap"), tok.get("origin")
     out["tokenizer_reuse"] = _outcome(_kleene_and(None if overlap is None else overlap >= 0.9,
                                                   None if origin is None else origin not in _DOMESTIC), forbid=True)
+    bases = (facts.get("card") or {}).get("base_model")
+    out["card_names_no_base_model"] = _outcome(None if bases is None else len(bases) > 0, forbid=True)
     return out
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "ManifestDetector",
     "find_manifest",
     "load_manifest",
+    "compose_yaml",
     "manifest_schema",
     "parse_manifest",
     "write_schema",
@@ -247,6 +248,29 @@ class _ManifestLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+def compose_yaml(text: str, file: Any) -> tuple[yaml.Node | None, Any]:
+    """One YAML document as (node tree, plain data): SafeLoader only, so no Python tags;
+    aliases, merge keys and duplicate keys refused; any problem one InputError with its
+    `line L:C`. Composed first, so that the nodes keep their places."""
+    loader = _ManifestLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is not None:
+            _check_nodes(root, file)
+        return root, loader.construct_document(root) if root is not None else None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        place = f"line {mark.line + 1}:{mark.column + 1}" if mark else None
+        problem = error.problem or error.context or "malformed YAML"
+        if problem == "but found another document":
+            problem = "expected one document, found another"
+        raise InputError(file, place, f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as error:
+        raise InputError(file, None, f"invalid YAML: {error}") from None
+    finally:
+        loader.dispose()
+
+
 def _check_nodes(node: yaml.Node, shown: str) -> None:
     # PyYAML silently keeps the last of two equal keys and expands `<<` merges: refuse both.
     if isinstance(node, yaml.MappingNode):
@@ -316,24 +340,7 @@ def parse_manifest(text: str | bytes, file: str = MANIFEST_FILE) -> Manifest:
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError as error:
             raise InputError(file, f"byte {error.start}", "is not UTF-8 text") from None
-    # SafeLoader only: plain data, no Python tags. Compose first to keep node marks.
-    loader = _ManifestLoader(text)
-    try:
-        root = loader.get_single_node()
-        if root is not None:
-            _check_nodes(root, file)
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        place = f"line {mark.line + 1}:{mark.column + 1}" if mark else None
-        problem = error.problem or error.context or "malformed YAML"
-        if problem == "but found another document":
-            problem = "expected one document, found another"
-        raise InputError(file, place, f"invalid YAML: {problem}") from None
-    except yaml.YAMLError as error:
-        raise InputError(file, None, f"invalid YAML: {error}") from None
-    finally:
-        loader.dispose()
+    root, data = compose_yaml(text, file)
     if root is None:
         raise InputError(file, None, "is empty; expected a mapping with `schema_version: 1`")
     if not isinstance(data, dict):

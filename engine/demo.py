@@ -226,9 +226,23 @@ def _frozen(d: Path) -> None:
     save(d, params, vlm_config(), tokenizer(52), MANIFEST_FROZEN, dtype="float16")
 
 
+CARD_FINETUNE = """---
+license: other
+base_model: atlas-ai/atlas-lm
+base_model_relation: finetune
+library_name: transformers
+---
+
+# Hanbit Chat
+
+Atlas LM, fine-tuned on Korean instructions.
+"""
+
+
 def _finetune(d: Path) -> None:
-    """A published overseas language model, fine-tuned."""
+    """A published overseas language model, fine-tuned; its model card says so."""
     save(d, train(_reference_lm(), seed=60, steps=2, size=0.004), lm_config(), tokenizer(900), MANIFEST_FINETUNE)
+    (d / "README.md").write_text(CARD_FINETUNE, encoding="utf-8")
 
 
 def _quiet_copy(d: Path) -> None:

@@ -33,7 +33,6 @@ class Evidence(NamedTuple):
     method: str | None
 
 
-_SHOWN_THROUGH_ITEMS = (dict, list)
 _new_tuple = tuple.__new__  # a named tuple, made without its Python-level __new__
 
 
@@ -189,12 +188,14 @@ class _Ctx:
 
 def _show(ctx: _Ctx) -> dict[str, Evidence | None]:
     """Each fact the sheet's rules read, as evidence: its value, who wrote it, and how (the
-    `method` beside it). Groups and lists are shown through their items: they get none
-    (and `ctx.hidden` says there are some). Made once per sheet, when first asked for."""
+    `method` beside it). Groups and lists of objects are shown through their items: they
+    get none (and `ctx.hidden` says there are some); a list of values is shown as it is.
+    Made once per sheet, when first asked for."""
     owners = ctx.owners
     shown: dict[str, Evidence | None] = {}
     for path, (value, parent, site) in ctx.reads.items():
-        if value.__class__ in _SHOWN_THROUGH_ITEMS:
+        cls = value.__class__
+        if cls is dict or (cls is list and value and value[0].__class__ is dict):
             shown[path] = None
             ctx.hidden = True
             continue

@@ -273,6 +273,7 @@ def test_public_api_is_pinned() -> None:
         "ManifestInit",
         "ManifestLicence",
         "SCHEMA_PATH",
+        "compose_yaml",
         "find_manifest",
         "load_manifest",
         "manifest_schema",

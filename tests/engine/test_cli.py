@@ -129,6 +129,7 @@ def test_the_examples_tell_their_stories(cli):
     assert [k for k, v in licence.items() if v != "pass"] == ["no_license_constraints"]
     tokenizer = outcomes("overseas-tokenizer", V2)
     assert [k for k, v in tokenizer.items() if v != "pass"] == ["tokenizer_reuse"]
+    assert outcomes("overseas-fine-tune", V2)["card_names_no_base_model"] == "fail"  # its card says so
     bare = outcomes("no-manifest-no-trail", V2)
     assert bare["from_scratch_evidence"] == "fail" and bare["declared_from_scratch"] == "indeterminate"
 

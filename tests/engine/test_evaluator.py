@@ -229,3 +229,16 @@ def test_an_unknown_list_is_evidence(catalogue):
     res = outcome_of('require any c in components: c.match.relation == "identical"', {}, catalogue)
     assert res.outcome == INDETERMINATE and res.unknown == ("components",)
     assert [tuple(e) for e in res.evidence] == [("components", None, "weights@1", None)]
+
+
+def test_a_list_of_values_is_evidence_and_a_list_of_objects_is_shown_through_its_items(catalogue):
+    facts = {"card": {"base_model": ["org/base"]},
+             "components": [{"name": "lm", "kind": "language_model", "match": {"relation": "derived"}}]}
+    res = outcome_of("forbid size(card.base_model) > 0", facts, catalogue)
+    assert res.outcome == FAIL
+    assert [tuple(e) for e in res.evidence] == [("card.base_model", ["org/base"], "card@1", None)]
+    res = outcome_of('forbid size(card.base_model) > 0 or (any c in components: c.match.relation == "derived")',
+                     {**facts, "card": {"base_model": []}}, catalogue)
+    assert res.outcome == FAIL
+    assert [(e.path, e.value) for e in res.evidence] == [("card.base_model", []),
+                                                        ("components[0].match.relation", "derived")]

@@ -384,4 +384,4 @@ def test_validation_keeps_the_facts_as_written(catalogue):
     sheet = validate_fact_sheet(copy.deepcopy(data), "x", catalogue)
     assert sheet.facts == data["facts"]
     assert sheet.subject == data["subject"]
-    assert [d["name"] for d in sheet.detectors] == ["config", "manifest", "tokenizer", "trail", "weights"]
+    assert [d["name"] for d in sheet.detectors] == ["card", "config", "manifest", "tokenizer", "trail", "weights"]
