@@ -457,7 +457,7 @@ class TrailDetector:
     """Facts about the training trail; all unknown (null) when there is no trail."""
 
     name = "trail"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1: trail.step0_regenerated
     emits = ("trail",)
     facts = _facts()
 

@@ -149,7 +149,7 @@ def test_declared_facts_are_the_architecture_table():
     declared = [(d.path, d.type, d.doc) for d in TrailDetector.facts]
     assert declared == rows
     detector = TrailDetector()
-    assert (detector.name, detector.version, detector.emits) == ("trail", "1.0.0", ("trail",))
+    assert (detector.name, detector.version, detector.emits) == ("trail", "1.1.0", ("trail",))
 
 
 def test_registered_as_entry_point():
