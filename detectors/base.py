@@ -114,7 +114,7 @@ class InputError(Exception):
     def __init__(self, file: str | Path, place: str | None, problem: str) -> None:
         self.file = str(file)
         self.place = place
-        self.problem = problem
+        self.problem = " ".join(str(problem).split())  # one line, whatever a library's message held
         super().__init__(str(self))
 
     def __str__(self) -> str:

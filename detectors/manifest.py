@@ -252,7 +252,13 @@ def compose_yaml(text: str, file: Any) -> tuple[yaml.Node | None, Any]:
     """One YAML document as (node tree, plain data): SafeLoader only, so no Python tags;
     aliases, merge keys and duplicate keys refused; any problem one InputError with its
     `line L:C`. Composed first, so that the nodes keep their places."""
-    loader = _ManifestLoader(text)
+    try:
+        loader = _ManifestLoader(text)
+    except yaml.reader.ReaderError as error:  # a control character: refused before parsing
+        pos = error.position
+        line, column = text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+        raise InputError(file, f"line {line}:{column}",
+                         f"invalid YAML: character U+{error.character:04X} is not allowed") from None
     try:
         root = loader.get_single_node()
         if root is not None:

@@ -104,7 +104,8 @@ class InputError(Exception):
     """A malformed input file (fact sheet, test file, override): `file: place: problem`."""
 
     def __init__(self, file: str, place: str | None, problem: str) -> None:
-        self.file, self.place, self.problem = file, place, problem
+        # One line, whatever a library's message held.
+        self.file, self.place, self.problem = file, place, " ".join(str(problem).split())
         super().__init__(str(self))
 
     def __str__(self) -> str:

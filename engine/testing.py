@@ -89,6 +89,10 @@ class _Located:
         self.lines: dict[tuple, int] = {}
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.reader.ReaderError as err:  # a control character, refused before parsing
+            pos = err.position
+            where = f"{name}:{text.count(chr(10), 0, pos) + 1}:{pos - (text.rfind(chr(10), 0, pos) + 1) + 1}"
+            raise InputError(where, None, f"invalid YAML: character U+{err.character:04X} is not allowed") from None
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
@@ -129,7 +133,8 @@ class _Located:
         try:
             return self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError as err:
-            raise InputError(f"{self.name}:{node.start_mark.line + 1}", None, f"invalid YAML: {err}") from None
+            problem = getattr(err, "problem", None) or str(err)
+            raise InputError(f"{self.name}:{node.start_mark.line + 1}", None, f"invalid YAML: {problem}") from None
 
     def where(self, path: tuple) -> str:
         while path and path not in self.lines:

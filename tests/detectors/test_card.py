@@ -7,6 +7,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from detectors.base import DetectContext, InputError
 from detectors.card import CardDetector
@@ -132,3 +134,22 @@ def test_a_card_that_is_no_file_or_lies_outside(tmp_path):
     (tmp_path / "b" / "README.md").symlink_to(tmp_path / "outside.md")
     with pytest.raises(InputError, match="outside the model folder"):
         detect(tmp_path / "b")
+
+
+YAML_BITS = st.sampled_from(["base_model", "license", "base_model_relation", ":", " ", "\n", "-", "[", "]", "{", "}",
+                             "'", '"', "&a", "*a", "!!python/name:os.system", "<<", "#", "---", "...", "x", "1",
+                             "\t", "\r\n", "ü", "\x00"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(YAML_BITS, max_size=40))
+def test_any_card_gives_facts_or_one_clear_error(tmp_path, parts):
+    root = card(tmp_path, "---\n" + "".join(parts) + "\n---\n")
+    try:
+        facts = detect(root)
+    except InputError as error:
+        assert error.file == str(root / "README.md")
+        assert "\n" not in str(error)
+        return
+    assert facts["present"] is True and facts["metadata"] is True
+    assert all(isinstance(b, str) and b for b in facts["base_model"])

@@ -118,6 +118,7 @@ MALFORMED = [
     ("schema_version: 1\norganisation: [Lab\n", "line 3:1", "invalid YAML: expected ',' or ']'"),
     ("schema_version: 1\n\torganisation: Lab\n", "line 2:1", "invalid YAML"),
     ("", None, "is empty"),
+    ("schema_version: 1\norganisation: La\x00b\n", "line 2:17", "character U+0000 is not allowed"),
     ("- schema_version: 1\n", "line 1:1", "expected a mapping of fields, got a list"),
     (
         GOOD + "organisaton: Lab2\n",

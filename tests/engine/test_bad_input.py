@@ -28,6 +28,7 @@ GENERATED: dict[str, bytes] = {
     "binary.policy": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
     "latin1.policy": b'policy "bad"\nversion "1"\n# caf\xe9\n',
     "latin1.test.yaml": b"policy: base.policy\n# caf\xe9\ncases: []\n",
+    "nul.test.yaml": b"policy: base.policy\n# a\x00b\ncases: []\n",
     "fmt_missing_brace.policy": (ROOT / BAD / "policies/missing_brace.policy").read_bytes(),
     "fmt_latin1.policy": b'policy "bad"\nversion  "1"\n# caf\xe9\n',
 }
@@ -168,6 +169,8 @@ CASES: list[Case] = [
     yaml_case("nan_fact.test.yaml", r":\d+: ", "similarity"),
     yaml_case("python_tag.test.yaml", r":3: ", "tag"),
     Case("test/latin1", ("test", "{gen}/latin1.test.yaml"), ("UTF-8",), "{gen}/latin1.test.yaml"),
+    Case("test/nul", ("test", "{gen}/nul.test.yaml"), (r":2:4: invalid YAML: character U\+0000 is not allowed",),
+         "{gen}/nul.test.yaml"),
     Case("test/missing", ("test", f"{BAD}/tests/nowhere"), ("no such test file or folder",)),
     Case("test/no_tests", ("test", f"{BAD}/policies"), (r"no \*\.test\.yaml files",)),
     # -- command-line values -------------------------------------------------------------------
@@ -297,3 +300,12 @@ def test_diff_overrides_are_named_by_their_option(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     line = _error_line(capsys, "diff", "--old", V1, "--new", V2, "--set-new", "nothing=1", GOOD)
     assert "--set-new `nothing=1`" in line
+
+
+def test_an_input_error_is_one_line_whatever_a_library_said():
+    from detectors.base import InputError as DetectorInputError
+    from engine.diagnostics import InputError
+
+    for error_type in (InputError, DetectorInputError):
+        error = error_type("f.yaml", "line 2:3", 'unacceptable character\n  in "<unicode string>", position 4')
+        assert str(error) == 'f.yaml: line 2:3: unacceptable character in "<unicode string>", position 4'
