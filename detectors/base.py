@@ -5,6 +5,7 @@ A leaf module: it imports nothing from the engine or from other detectors.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
@@ -112,11 +113,27 @@ class InputError(Exception):
     """A malformed input file. Shown to people as one line: `file: place: problem`."""
 
     def __init__(self, file: str | Path, place: str | None, problem: str) -> None:
-        self.file = str(file)
-        self.place = place
-        self.problem = " ".join(str(problem).split())  # one line, whatever a library's message held
+        # One printable line, whatever a library's message or an untrusted file held.
+        self.file = _printable(str(file))
+        self.place = _printable(place) if place is not None else None
+        self.problem = _printable(str(problem), breaks=True)
         super().__init__(str(self))
 
     def __str__(self) -> str:
         where = f"{self.file}: {self.place}" if self.place else self.file
         return f"{where}: {self.problem}"
+
+
+_BREAKS = re.compile(r"\s*[\n\r\t\v\f\x1c-\x1f\x85\u2028\u2029]\s*")
+
+
+def _printable(text: str, breaks: bool = False) -> str:
+    """Text safe to show on one line: with `breaks`, line breaks and tabs (a library's
+    formatting) become one space; any other character that does not print (a control
+    character from an untrusted file, an escape sequence) is shown escaped."""
+    if breaks:
+        text = _BREAKS.sub(" ", text).strip()
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+                   for c in text)

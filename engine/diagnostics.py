@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import difflib
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -104,9 +105,26 @@ class InputError(Exception):
     """A malformed input file (fact sheet, test file, override): `file: place: problem`."""
 
     def __init__(self, file: str, place: str | None, problem: str) -> None:
-        # One line, whatever a library's message held.
-        self.file, self.place, self.problem = file, place, " ".join(str(problem).split())
+        # One printable line, whatever a library's message or an untrusted file held.
+        self.file = _printable(str(file))
+        self.place = _printable(place) if place is not None else None
+        self.problem = _printable(str(problem), breaks=True)
         super().__init__(str(self))
 
     def __str__(self) -> str:
         return f"{self.file}: {self.place}: {self.problem}" if self.place else f"{self.file}: {self.problem}"
+
+
+_BREAKS = re.compile(r"\s*[\n\r\t\v\f\x1c-\x1f\x85\u2028\u2029]\s*")
+
+
+def _printable(text: str, breaks: bool = False) -> str:
+    """Text safe to show on one line: with `breaks`, line breaks and tabs (a library's
+    formatting) become one space; any other character that does not print (a control
+    character from an untrusted file, an escape sequence) is shown escaped."""
+    if breaks:
+        text = _BREAKS.sub(" ", text).strip()
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+                   for c in text)

@@ -309,3 +309,7 @@ def test_an_input_error_is_one_line_whatever_a_library_said():
     for error_type in (InputError, DetectorInputError):
         error = error_type("f.yaml", "line 2:3", 'unacceptable character\n  in "<unicode string>", position 4')
         assert str(error) == 'f.yaml: line 2:3: unacceptable character in "<unicode string>", position 4'
+        # What an untrusted file brings never reaches a terminal raw: no escape sequences.
+        error = error_type("m\x1b[2J.json", "facts.\x1e\u2028", "key `\x00` of 한글 fact sheet")
+        assert str(error) == "m\\x1b[2J.json: facts.\\x1e\\u2028: key `\\x00` of 한글 fact sheet"
+        assert str(error).isprintable()
