@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
 from detectors.base import InputError
+from detectors.catalog import add_reference
 from detectors.pipeline import detect_model
 
 JSON_VALUES = st.recursive(
@@ -37,6 +38,7 @@ YAML_TEXT = st.lists(YAML_BITS, max_size=40).map("".join)
 CARD_TEXT = YAML_TEXT.map(lambda t: "---\n" + t + "\n---\n")
 
 FILES = {
+    "model.safetensors.index.json": JSON_TEXT,
     "config.json": JSON_TEXT,
     "tokenizer.json": JSON_TEXT,
     "originality.yaml": YAML_TEXT,
@@ -75,5 +77,43 @@ def test_arbitrary_content_gives_facts_or_one_clear_error(base, tmp_path_factory
             json.dumps(sheet, allow_nan=False)
         finally:
             shutil.rmtree(root.parent)
+
+    run()
+
+
+# A catalogue is kept by the ministry, but a damaged one must still be named, not crash.
+CATALOGUE_FILES = ("reference.json", "weights.json", "weights.bin", "config.json", "tokenizer.json")
+
+
+@pytest.fixture(scope="module")
+def catalogue(base, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("catalogue") / "cat"
+    (base.parent / "tokenizer-ref").mkdir()
+    reference = base.parent / "ref"
+    shutil.copytree(base, reference, ignore=shutil.ignore_patterns("checkpoints"))
+    (reference / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 16}))
+    (reference / "tokenizer.json").write_text(json.dumps(
+        {"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}}))
+    add_reference(reference, id="ref", origin="US", catalog=folder)
+    return folder
+
+
+@pytest.mark.parametrize("name", CATALOGUE_FILES)
+def test_a_damaged_catalogue_gives_facts_or_one_clear_error(base, catalogue, tmp_path_factory, name):
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(JSON_TEXT | st.binary(max_size=64).map(lambda b: b.decode("latin-1")))
+    def run(content: str) -> None:
+        damaged = tmp_path_factory.mktemp("c") / "cat"
+        shutil.copytree(catalogue, damaged)
+        (damaged / "ref" / name).write_bytes(content.encode("utf-8", "surrogatepass"))
+        try:
+            sheet = detect_model(base, catalog=damaged)
+        except InputError as error:
+            assert Path(error.file).name == name, error
+            assert "\n" not in str(error)
+        else:
+            json.dumps(sheet, allow_nan=False)
+        finally:
+            shutil.rmtree(damaged.parent)
 
     run()
