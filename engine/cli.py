@@ -419,15 +419,21 @@ def catalog_list(
         typer.echo(_dump_json(refs), nl=False)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+
+    from .diagnostics import printable
+
+    def cell(text: str) -> str:  # as written: no markup, no control characters
+        return escape(printable(text))
 
     table = Table()
     for col in ("id", "origin", "organisation", "license", "components", "fingerprint"):
         table.add_column(col)
     for r in refs:
-        table.add_row(r["id"], r["origin"], r.get("organisation") or "", r.get("license") or "",
-                      ", ".join(f"{k}={v}" for k, v in sorted((r.get("components") or {}).items())) or "(all)",
-                      f"{r['bytes'] / 1024:.1f} KiB")
+        parts = ", ".join(f"{k}={v}" for k, v in sorted((r.get("components") or {}).items())) or "(all)"
+        table.add_row(cell(r["id"]), cell(r["origin"]), cell(r.get("organisation") or ""),
+                      cell(r.get("license") or ""), cell(parts), f"{r['bytes'] / 1024:.1f} KiB")
     Console().print(table)
 
 

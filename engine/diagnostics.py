@@ -106,9 +106,9 @@ class InputError(Exception):
 
     def __init__(self, file: str, place: str | None, problem: str) -> None:
         # One printable line, whatever a library's message or an untrusted file held.
-        self.file = _printable(str(file))
-        self.place = _printable(place) if place is not None else None
-        self.problem = _printable(str(problem), breaks=True)
+        self.file = printable(str(file))
+        self.place = printable(place) if place is not None else None
+        self.problem = printable(str(problem), breaks=True)
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -118,7 +118,7 @@ class InputError(Exception):
 _BREAKS = re.compile(r"\s*[\n\r\t\v\f\x1c-\x1f\x85\u2028\u2029]\s*")
 
 
-def _printable(text: str, breaks: bool = False) -> str:
+def printable(text: str, breaks: bool = False) -> str:
     """Text safe to show on one line: with `breaks`, line breaks and tabs (a library's
     formatting) become one space; any other character that does not print (a control
     character from an untrusted file, an escape sequence) is shown escaped."""

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Literal, Optional
 from pydantic import Field
 
 from .checker import CheckedPolicy, CheckedRule
+from .diagnostics import printable
 from .evaluator import Program
 from .facts import FactSheet
 from .formatter import format_expr
@@ -231,10 +232,10 @@ def render_diff_markdown(diff: dict, limit: int = 200) -> str:
     if shown:
         lines += ["", "## Sheets that change verdict", ""]
         for x in shown:
-            lines.append(f"- `{x['sheet']}` ({x['subject']}): {x['old']} → {x['new']}")
+            lines.append(f"- `{printable(x['sheet'])}` ({printable(str(x['subject']))}): {x['old']} → {x['new']}")
             for r in _deciding(x["rules"]):
                 why = "; ".join(r["why"])
-                msg = f" — {r['message']}" if r.get("message") else ""
+                msg = f" — {printable(r['message'])}" if r.get("message") else ""
                 lines.append(f"  - `{r['id']}` {r['old'] or 'absent'} → {r['new'] or 'absent'} ({why}){msg}")
         rest = s["verdicts_changed"] - len(shown)
         if rest > 0:
@@ -243,6 +244,7 @@ def render_diff_markdown(diff: dict, limit: int = 200) -> str:
 
 
 def render_diff_table(diff: dict, console, limit: int = 50) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     s = diff["summary"]
@@ -265,6 +267,6 @@ def render_diff_table(diff: dict, console, limit: int = 50) -> None:
     shown = [x for x in diff["sheets"] if x["verdict_changed"]][:limit]
     for x in shown:
         reasons = ", ".join(f"{r['id']} {r['old'] or 'absent'}→{r['new'] or 'absent'}" for r in _deciding(x["rules"]))
-        console.print(f"  {x['sheet']}: {x['old']} → {x['new']}  ({reasons})")
+        console.print(f"  {escape(printable(x['sheet']))}: {x['old']} → {x['new']}  ({reasons})")
     if s["verdicts_changed"] > len(shown):
         console.print(f"  … and {s['verdicts_changed'] - len(shown)} more (see --format json)")

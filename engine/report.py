@@ -9,6 +9,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .diagnostics import printable
 from .evaluator import Evaluation, format_value
 from .facts import canonical_json
 
@@ -133,7 +134,7 @@ _MARK = {"pass": "✅ pass", "fail": "❌ fail", "indeterminate": "❔ indetermi
 
 def render_markdown(report: dict) -> str:
     p = report["policy"]
-    subject = report["subject"].get("name", "?")
+    subject = _md_cell(printable(str(report["subject"].get("name", "?"))))
     lines = [
         f"# {subject}: {report['verdict'].upper()}",
         "",
@@ -158,7 +159,7 @@ def render_markdown(report: dict) -> str:
             lines.append(f"**{r['title']}**  ")
         lines.append(f"Level: {r['level']}" + (f" · Source: {r['cite']}" if r.get("cite") else ""))
         if r["message"]:
-            lines += ["", r["message"]]
+            lines += ["", printable(r["message"])]
         if r["params"]:
             lines += ["", "Parameters: " + ", ".join(f"`{k} = {_md_value(v)}`" for k, v in r["params"].items())]
         if r["evidence"]:
@@ -174,12 +175,15 @@ def _md_value(v: Any) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return printable(text).replace("|", "\\|")
 
 
 def render_html(report: dict) -> str:
     p = report["policy"]
-    e = html.escape
+
+    def e(text: str) -> str:
+        return html.escape(printable(text))
+
     rows = []
     for r in report["rules"]:
         ev = "".join(
@@ -207,11 +211,12 @@ def render_html(report: dict) -> str:
 
 def render_table(report: dict, console) -> None:
     """Print a report as a rich table to `console`."""
+    from rich.markup import escape
     from rich.table import Table
 
     colour = {"pass": "green", "fail": "red", "indeterminate": "yellow"}
     p = report["policy"]
-    console.print(f"[bold]{report['subject'].get('name', '?')}[/]: "
+    console.print(f"[bold]{escape(printable(str(report['subject'].get('name', '?'))))}[/]: "
                   f"[bold {colour[report['verdict']]}]{report['verdict'].upper()}[/] "
                   f"under {p['id']} {p['version']}")
     table = Table(show_lines=False)
@@ -221,5 +226,5 @@ def render_table(report: dict, console) -> None:
     table.add_column("why", overflow="fold")
     for r in report["rules"]:
         why = r["message"] or (r.get("title") or "")
-        table.add_row(r["id"], r["level"], f"[{colour[r['outcome']]}]{r['outcome']}[/]", why)
+        table.add_row(r["id"], r["level"], f"[{colour[r['outcome']]}]{r['outcome']}[/]", escape(printable(why)))
     console.print(table)

@@ -816,3 +816,23 @@ def test_console_script():
     bad = subprocess.run([str(script), "check", "nowhere.json", "--policy", V1], cwd=ROOT, env=_env(),
                          capture_output=True, text=True, timeout=120)
     assert (bad.returncode, bad.stdout, bad.stderr) == (2, "", "error: nowhere.json: no such fact sheet\n")
+
+
+def test_what_a_submission_writes_is_shown_as_written_never_as_markup_or_terminal_codes(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one line a row: nothing below is cut by wrapping
+    # A team controls its manifest: names holding terminal escape codes or rich markup
+    # must not clear a screen, recolour a verdict or restyle a report.
+    data = json.loads((ROOT / sheet("non-commercial-licence")).read_text(encoding="utf-8"))
+    data["facts"]["declared"]["components"][0].update(name="lm\x1b[2J[bold green]PASS[/]", license="cc-by-nc")
+    data["subject"]["name"] = "m[red]x\x07"
+    path = tmp_path / "evil.json"
+    path.write_text(json.dumps(data))
+    for fmt in ("table", "markdown", "html"):
+        run = cli("check", path, "--policy", V2, "--format", fmt)
+        assert run.code == 1
+        assert "\x1b" not in run.out and "\x07" not in run.out, fmt
+        assert "\\x1b[2J" in run.out, fmt
+    table = cli("check", path, "--policy", V2).out
+    assert "[bold green]PASS[/]" in table and "m[red]x\\x07" in table  # shown literally
+    report = json.loads(cli("check", path, "--policy", V2, "--format", "json").out)
+    assert any("lm\x1b[2J[bold green]PASS[/]" in r["message"] for r in report["rules"])  # the data, exact
