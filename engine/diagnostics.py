@@ -34,12 +34,12 @@ class Diagnostic:
         text = f"{self.location}: {self.severity}[{self.code}]: {self.message}"
         if self.help:
             text += f" ({self.help})"
-        return text
+        return printable(text, breaks=True)
 
     def error_line(self) -> str:
         """The one line a command prints for an input it cannot use (after `error: `)."""
         text = f"{self.location}: {self.message} [{self.code}]"
-        return text + (f" ({self.help})" if self.help else "")
+        return printable(text + (f" ({self.help})" if self.help else ""), breaks=True)
 
     def sort_key(self) -> tuple:
         if self.span is None:

@@ -146,7 +146,8 @@ def _syntax_diagnostic(err: UnexpectedInput, source: Source, in_message: bool = 
             return Diagnostic("unterminated_string", "this text is not closed with `\"` on the same line",
                               span)
         if ch == "\\" or (ch and ord(ch) > 127):
-            return Diagnostic("unexpected_character", f"unexpected character `{ch}` outside quotes", span)
+            shown = ch if ch.isprintable() else f"U+{ord(ch):04X}"
+            return Diagnostic("unexpected_character", f"unexpected character `{shown}` outside quotes", span)
     if token_text == "=" and "COMP_OP" in (getattr(err, "expected", None) or getattr(err, "accepts", None) or ()):
         return Diagnostic("single_equals", "`=` gives a parameter its default; to compare, write `==`", span)
     label = None if in_message else _classify(err)

@@ -27,6 +27,7 @@ GENERATED: dict[str, bytes] = {
     "latin1.json": b'{"schema": "originality.facts/1", "subject": {"name": "caf\xe9"}}',
     "binary.policy": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
     "latin1.policy": b'policy "bad"\nversion "1"\n# caf\xe9\n',
+    "separator.policy": 'policy "bad"\nversion "1"\n\u2028\n'.encode("utf-8"),
     "latin1.test.yaml": b"policy: base.policy\n# caf\xe9\ncases: []\n",
     "nul.test.yaml": b"policy: base.policy\n# a\x00b\ncases: []\n",
     "fmt_missing_brace.policy": (ROOT / BAD / "policies/missing_brace.policy").read_bytes(),
@@ -87,6 +88,9 @@ CASES: list[Case] = [
          "{gen}/binary.policy"),
     Case("policy/latin1", check(GOOD, "{gen}/latin1.policy"), (r"latin1\.policy:3: ", "not valid UTF-8"),
          "{gen}/latin1.policy"),
+    # A Unicode line separator: shown by its code, so the error stays one line.
+    Case("policy/separator", check(GOOD, "{gen}/separator.policy"),
+         (r"separator\.policy:3:1: unexpected character `U\+2028` outside quotes",), "{gen}/separator.policy"),
     Case("policy/folder", check(GOOD, f"{BAD}/policies"), ("is a folder, not a policy file",), f"{BAD}/policies"),
     Case("policy/missing", check(GOOD, f"{BAD}/policies/nowhere.policy"), ("no such policy file",),
          f"{BAD}/policies/nowhere.policy"),

@@ -93,6 +93,34 @@ def test_mutated_policies_never_crash(catalogue, data):
             d.one_line()
 
 
+_ODD_TEXT = ["\x00", "\x1b", "\ufeff", "\r", "\r\n", "\t", "\u2028", "\x85", '"', "{", "}", "(", ")", "[",
+             "]", ":", "#", "\\", "한", "é", "1e999", "==", " in ", "\n", "{c.name", "'"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_policies_with_odd_characters_give_one_line_diagnostics(catalogue, data):
+    """Characters, not tokens: control characters, line separators, stray quotes. Every
+    problem is a diagnostic whose line is one printable line."""
+    parent_text = (POLICIES / "1.0.policy").read_text(encoding="utf-8")
+    text = list((POLICIES / "2.0-draft.policy").read_text(encoding="utf-8"))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(text) - 1))
+        if data.draw(st.booleans()):
+            text.insert(i, data.draw(st.sampled_from(_ODD_TEXT)))
+        else:
+            del text[i: i + data.draw(st.integers(1, 5))]
+    try:
+        chain = [parse_policy("".join(text), "2.0-draft.policy")]
+        if chain[0].extends == "1.0":
+            chain.insert(0, parse_policy(parent_text, "1.0.policy"))
+        check_policy(chain, catalogue)
+    except PolicyError as err:
+        for d in err.diagnostics:
+            for line in (d.one_line(), d.error_line()):
+                assert line.isprintable(), line
+
+
 # -- the evaluator against a reference interpreter --------------------------------
 
 
