@@ -36,6 +36,7 @@ __all__ = [
     "native_view",
     "decode",
     "canonical_codes",
+    "finite_values",
     "cast_tolerance",
     "constant_family",
     "fingerprint_tensor",
@@ -148,6 +149,15 @@ def decode(dtype: str, native: np.ndarray) -> np.ndarray:
     if dtype in FP8_LAYOUTS:
         return fp8_table(dtype)[native]
     return native.astype(np.float32)
+
+
+def finite_values(dtype: str, native: np.ndarray) -> np.ndarray:
+    """`decode`, with NaN and ±inf read as 0: for statistics, which a few poisoned
+    entries (in rows a model never uses) must not turn into NaN, and so into no evidence."""
+    values = decode(dtype, native)
+    if dtype in FLOAT_DTYPES:
+        np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return values
 
 
 def canonical_codes(dtype: str, native: np.ndarray) -> np.ndarray:
@@ -349,7 +359,7 @@ class Gathered:
     def values(self, key: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
         """float32 values of a slab, or of some of its rows."""
         slab = self.slabs[key]
-        return decode(self.dtype, slab if rows is None else slab[rows])
+        return finite_values(self.dtype, slab if rows is None else slab[rows])
 
 
 def feature_block(n: int, m: int, salt: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from detectors.fingerprint import (
     TensorPrint,
     canonical_codes,
     cast_tolerance,
-    decode,
+    finite_values,
     plan,
 )
 
@@ -231,7 +231,7 @@ class Prepared:
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """Standardised float32 values of some units on every sampled feature."""
-        return (decode(self.dtype, self.native[idx]) - self.mean) / self.scale
+        return (finite_values(self.dtype, self.native[idx]) - self.mean) / self.scale
 
 
 _PREP_ROWS = 16384
@@ -244,7 +244,7 @@ def prepare_candidate(native: np.ndarray, first: np.ndarray, dtype: str = "F32")
     total = np.zeros(m, dtype=np.float64)
     squares = np.zeros(m, dtype=np.float64)
     for r0 in range(0, n, _PREP_ROWS):
-        x = decode(dtype, native[r0 : r0 + _PREP_ROWS])
+        x = finite_values(dtype, native[r0 : r0 + _PREP_ROWS])
         total += x.sum(axis=0)
         squares += np.einsum("ij,ij->j", x, x)
     mean = total / max(n, 1)
@@ -256,7 +256,7 @@ def prepare_candidate(native: np.ndarray, first: np.ndarray, dtype: str = "F32")
         mean32, scale32 = np.zeros(m, np.float32), np.ones(m, np.float32)
     y1 = np.empty((n, int(first.sum())), dtype=np.float32)
     for r0 in range(0, n, _PREP_ROWS):
-        y = (decode(dtype, native[r0 : r0 + _PREP_ROWS][:, first]) - mean32[first]) / scale32[first]
+        y = (finite_values(dtype, native[r0 : r0 + _PREP_ROWS][:, first]) - mean32[first]) / scale32[first]
         y -= y.mean(axis=1, keepdims=True)
         norm = np.sqrt(np.einsum("ij,ij->i", y, y))[:, None]
         norm[norm == 0] = np.inf
@@ -401,7 +401,7 @@ def _orientations(name: str, shape: tuple[int, ...]) -> tuple[str, str]:
 def _tolerant_units(ref: TensorPrint, key: str, gathered: Gathered, cand_dtype: str) -> str | None:
     """Whether the reference's sampled units reappear in the candidate within cast rounding:
     `sampled-cast` at the same positions, `sampled-cast+permuted` at other unit positions."""
-    x = decode(ref.dtype, ref.sketches[key])
+    x = finite_values(ref.dtype, ref.sketches[key])
     units, _feats, first = plan(ref.shape)[key]
     tol = cast_tolerance(ref.dtype, cand_dtype, x)
     if np.all(np.abs(gathered.values(key, units) - x) <= tol):
@@ -426,7 +426,7 @@ def _prepared(gathered: Gathered, key: str, first: np.ndarray) -> Prepared:
 def _reference_prepared(ref: TensorPrint, key: str, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     got = ref.cache.get(key)
     if got is None:
-        got = ref.cache[key] = prepare_reference(decode(ref.dtype, ref.sketches[key]), first)
+        got = ref.cache[key] = prepare_reference(finite_values(ref.dtype, ref.sketches[key]), first)
     return got
 
 
@@ -552,7 +552,7 @@ class PairMatcher:
             if key not in partner.sketches or key not in gathered.slabs:
                 continue
             if key == "V":
-                x = decode(partner.dtype, partner.sketches["V"])
+                x = finite_values(partner.dtype, partner.sketches["V"])
                 if np.all(np.abs(gathered.values("V") - x) <= cast_tolerance(partner.dtype, tp.dtype, x)):
                     return "sampled-cast"
                 continue
@@ -568,7 +568,7 @@ class PairMatcher:
         planned = 1
         if len(tp.shape) == 1:
             if "V" in partner.sketches and "V" in gathered.slabs and partner.shape == tp.shape:
-                x = decode(partner.dtype, partner.sketches["V"])[None, :]
+                x = finite_values(partner.dtype, partner.sketches["V"])[None, :]
                 results.append(aligned_test(x.astype(np.float64), gathered.values("V")[None, :], standardize=False))
         else:
             primary, fallback = _orientations(tp.name, tp.shape)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +320,21 @@ def test_permuted_variant_computes_the_same_function(zoo):
         ref = lm_forward(zoo["R"], tokens, CFG)
         assert torch.allclose(ref, lm_forward(zoo["permuted"], tokens, CFG), atol=1e-4)
         assert torch.allclose(ref, lm_forward(zoo["rescaled"], tokens, CFG), atol=1e-4)
+
+
+def test_non_finite_entries_do_not_hide_a_copy(zoo, catalog, tmp_path):
+    # A few NaN and infinite entries, in rows a model may never use, must not turn the
+    # statistics into NaN and a copy into "independent"; nor may numpy warn the user.
+    poisoned = {k: v.clone() for k, v in zoo["R"].items()}
+    poisoned["model.embed_tokens.weight"][5] = float("inf")
+    poisoned["model.layers.0.mlp.up_proj.weight"][0, 0] = float("nan")
+    poisoned["lm_head.weight"][7, :3] = -float("inf")
+    save_model(tmp_path / "poisoned", poisoned)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        comps = {c["name"]: c["match"] for c in detect(tmp_path / "poisoned", catalog)["components"]}
+    for part in LM_PARTS:
+        assert (comps[part]["relation"], comps[part]["reference"]) == ("derived", "R"), (part, comps[part])
 
 
 def test_rotated_variants_compute_the_same_function(zoo):
