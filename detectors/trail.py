@@ -115,9 +115,11 @@ def _is_matrix(info: TensorInfo) -> bool:
 
 
 def _row_chunks(
-    model: ModelFolder, info: TensorInfo, rows: int | None = None
+    model: ModelFolder, info: TensorInfo, rows: int | None = None, nonfinite: list[int] | None = None
 ) -> Iterator[np.ndarray]:
-    """A 2-D tensor as float64 blocks of whole rows, decoded a block at a time."""
+    """A 2-D tensor as float64 blocks of whole rows, decoded a block at a time. NaN and
+    ±inf read as 0, so that a few of them cannot turn a statistic into NaN; with
+    `nonfinite`, their count is added to its one item."""
     m, n = info.shape
     step = rows or max(1, _CHUNK_ELEMENTS // max(n, 1))
     row_bytes = n * DTYPE_SIZES[info.dtype]
@@ -126,7 +128,13 @@ def _row_chunks(
         count = min(step, m - first)
         part = raw[first * row_bytes : (first + count) * row_bytes]
         block = TensorInfo(info.name, info.dtype, (count, n), info.file, 0, len(part))
-        yield to_array(block, part).astype(np.float64)
+        values = to_array(block, part).astype(np.float64)
+        finite = np.isfinite(values)
+        if not finite.all():
+            if nonfinite is not None:
+                nonfinite[0] += int(values.size - np.count_nonzero(finite))
+            values[~finite] = 0.0
+        yield values
 
 
 @dataclass
@@ -226,13 +234,14 @@ class MatrixStatistics:
     column_dispersion: float
     spectral_ratio: float  # top singular value / the Marchenko-Pastur edge (<~1)
     spectral_limit: float  # the ratio an i.i.d. matrix of this size stays under
+    nonfinite: int = 0  # NaN or infinite entries (read as 0 above): no initialiser makes them
 
     def problems(self, init_std: Iterable[float] = ()) -> list[str]:
         """Why the matrix does not look freshly initialised (empty when it does)."""
         n = self.elements
         rows = max(2, n // max(1, self.columns))
-        out = []
-        if self.std == 0:
+        out = [f"{self.nonfinite} NaN or infinite values"] if self.nonfinite else []
+        if self.std == 0 and not self.nonfinite:
             return [] if self.mean == 0 else ["constant"]
         kurtosis_se = math.sqrt(24.0 / n)
         if abs(self.mean) > Z_NULL * self.std / math.sqrt(n):
@@ -260,7 +269,8 @@ def matrix_statistics(model: ModelFolder, info: TensorInfo) -> MatrixStatistics:
     m, n = info.shape
     count = m * n
     total = 0.0
-    for block in _row_chunks(model, info):
+    nonfinite = [0]
+    for block in _row_chunks(model, info, nonfinite=nonfinite):
         total += float(block.sum())
     mean = total / count
     m2 = m4 = 0.0
@@ -278,7 +288,7 @@ def matrix_statistics(model: ModelFolder, info: TensorInfo) -> MatrixStatistics:
     variance = m2 / count
     if variance <= 0:
         # A constant matrix: zero is a legitimate init (zero-initialised projections).
-        return MatrixStatistics(info.name, count, n, mean, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0)
+        return MatrixStatistics(info.name, count, n, mean, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, nonfinite[0])
     kurtosis = (m4 / count) / (variance * variance) - 3.0
     # I.i.d. entries give squared-norm spread sqrt((k + 2) / length); compare to that.
     iid = kurtosis + 2.0
@@ -297,7 +307,7 @@ def matrix_statistics(model: ModelFolder, info: TensorInfo) -> MatrixStatistics:
     tw = (1 / math.sqrt(bm) + 1 / math.sqrt(bn)) ** (1 / 3) / edge_scale ** (2 / 3)
     std = math.sqrt(variance)
     return MatrixStatistics(
-        info.name, count, n, mean, std, kurtosis, row_disp, col_disp, ratio, 1.0 + 3.0 * tw
+        info.name, count, n, mean, std, kurtosis, row_disp, col_disp, ratio, 1.0 + 3.0 * tw, nonfinite[0]
     )
 
 

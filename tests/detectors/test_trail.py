@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -234,6 +235,24 @@ def test_trail_interpolated_from_a_fresh_step0_to_a_foreign_model(tmp_path, runs
     assert facts["commitment_matches"] is True
     assert facts["ends_at_release"] is True
     assert facts["depends_on_init"] is False
+
+
+def test_nan_and_infinite_weights_are_judged_not_fatal(tmp_path, runs):
+    # No initialiser makes NaN; elsewhere a few of them must not turn a similarity into
+    # NaN (a fact sheet JSON cannot hold) nor make numpy warn the user.
+    own = runs["own"]
+    steps = {k: {n: v.clone() for n, v in state.items()} for k, state in own.items()}
+    release = {n: v.clone() for n, v in own[STEPS].items()}
+    steps[0]["fc1.weight"][0, 0] = float("nan")
+    steps[50]["fc2.weight"][:, 3] = float("inf")
+    release["head.weight"][2] = -float("inf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        facts = detect(write_trail(tmp_path / "nan", steps, release))
+    assert facts["initial_random"] is False
+    assert (facts["continuous"], facts["ends_at_release"], facts["depends_on_init"]) == (True, True, True)
+    with open_model(tmp_path / "nan" / "checkpoints" / "step-0") as step0:
+        assert any("1 NaN or infinite values" in p for p in judge_init(step0, [INIT_STD]).problems)
 
 
 def test_commitment_to_another_step0_does_not_match(tmp_path, runs):
