@@ -49,6 +49,7 @@ from .tinymodels import (
     prune,
     renamed,
     rescaled,
+    residual_permuted,
     rotated,
     save_model,
     synthetic_text,
@@ -343,6 +344,26 @@ def test_rotated_variants_compute_the_same_function(zoo):
         ref = lm_forward(zoo["R"], tokens, CFG)
         for seed in (3, None):
             assert torch.allclose(ref, lm_forward(rotated(zoo["R"], CFG, seed), tokens, CFG), atol=1e-4)
+
+
+def test_residual_permutation_with_hidden_units_permuted(zoo, catalog, tmp_path):
+    # Both axes of the layers' matrices permuted, the function unchanged: the embedding
+    # and head (only their columns move) are still found copied; the layers, derived.
+    tokens = torch.randint(0, 256, (2, 24), generator=torch.Generator().manual_seed(0))
+    both = permute_units(residual_permuted(zoo["R"], CFG, 5), CFG, 6)
+    with torch.no_grad():
+        assert torch.allclose(lm_forward(zoo["R"], tokens, CFG), lm_forward(both, tokens, CFG), atol=1e-4)
+    save_model(tmp_path / "both", both)
+    comps = {c["name"]: c["match"] for c in detect(tmp_path / "both", catalog)["components"]}
+    assert comps["embeddings"]["relation"] == comps["head"]["relation"] == "identical"
+    assert comps["language_model"]["relation"] == "derived"
+    # Fine-tuned afterwards, the embedding and head escape: their rows are tokens, their
+    # features the permuted residual dimensions (docs/architecture.md says so).
+    tuned = train_lm(both, CFG, synthetic_text(11), 30, lr=1e-3, seed=7)
+    save_model(tmp_path / "tuned", tuned)
+    comps = {c["name"]: c["match"] for c in detect(tmp_path / "tuned", catalog)["components"]}
+    assert comps["language_model"]["relation"] == "derived"
+    assert {comps["embeddings"]["relation"], comps["head"]["relation"]} <= {"independent", "unknown"}
 
 
 # A rotated unit keeps a correlation of about 1/sqrt(d) with each original one: enough for

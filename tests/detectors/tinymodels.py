@@ -34,6 +34,7 @@ __all__ = [
     "permute_units",
     "rescaled",
     "rotated",
+    "residual_permuted",
     "prune",
     "save_model",
 ]
@@ -418,6 +419,25 @@ def rotated(p: Params, cfg: LMConfig, seed: int | None) -> Params:
         out[f"{lp}post_attention_layernorm.weight"] = ones.clone()
     out[f"{cfg.head_name}weight"] = (p[f"{cfg.head_name}weight"] * p[f"{pre}norm.weight"]) @ q
     out[f"{pre}norm.weight"] = ones.clone()
+    return out
+
+
+def residual_permuted(p: Params, cfg: LMConfig, seed: int) -> Params:
+    """The residual stream's dimensions permuted through the whole network (every matrix
+    that reads or writes it, and the norm gains): the same function."""
+    perm = torch.randperm(cfg.d, generator=torch.Generator().manual_seed(seed))
+    pre = cfg.prefix
+    reads = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "gate_proj.weight", "up_proj.weight")
+    out = {}
+    for k, v in p.items():
+        if k.endswith(reads) or k in (f"{pre}embed_tokens.weight", f"{cfg.head_name}weight"):
+            out[k] = v[:, perm].contiguous()
+        elif k.endswith(("o_proj.weight", "down_proj.weight")):
+            out[k] = v[perm, :].contiguous()
+        elif k.endswith("norm.weight"):
+            out[k] = v[perm].contiguous()
+        else:
+            out[k] = v.clone()
     return out
 
 
