@@ -4,7 +4,9 @@ either gives a fact sheet or one clear InputError naming the file. Nothing else 
 from __future__ import annotations
 
 import json
+import math
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -115,5 +117,81 @@ def test_a_damaged_catalogue_gives_facts_or_one_clear_error(base, catalogue, tmp
             json.dumps(sheet, allow_nan=False)
         finally:
             shutil.rmtree(damaged.parent)
+
+    run()
+
+
+# -- weights: odd shapes, dtypes and values ----------------------------------------------
+
+SIZES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+SPECIAL = st.sampled_from([0.0, 1.0, -1.0, float("nan"), float("inf"), -float("inf"), 1e-45, 3e38, 0.02])
+REF_SHAPES = {"model.embed_tokens.weight": (64, 16), "model.norm.weight": (16,)}
+NAMES = sorted(REF_SHAPES) + ["model.layers.0.mlp.up_proj.weight", "visual.blocks.0.attn.qkv.weight", "lm_head.weight",
+                              "audio_tower.conv1.weight", "x"]
+
+
+def _write_safetensors(path: Path, tensors: dict[str, tuple[str, tuple[int, ...], bytes]]) -> None:
+    header, offset = {}, 0
+    for name, (dtype, shape, data) in sorted(tensors.items()):
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(d for _, _, d in
+                                                                        (tensors[n] for n in sorted(tensors))))
+
+
+@st.composite
+def odd_tensor(draw, name: str) -> tuple[str, tuple[int, ...], bytes]:
+    import torch
+
+    dtype = draw(st.sampled_from(sorted(SIZES)))
+    shape = REF_SHAPES[name] if name in REF_SHAPES and draw(st.booleans()) else tuple(
+        draw(st.lists(st.integers(0, 24), max_size=3)))
+    n = math.prod(shape)
+    kind = draw(st.sampled_from(["random", "constant", "special"]))
+    if kind == "constant":
+        x = np.full(n, draw(SPECIAL))
+    elif kind == "special":
+        x = np.array([draw(SPECIAL) for _ in range(min(n, 5))] + [0.0] * max(0, n - 5))
+    else:
+        x = np.random.default_rng(draw(st.integers(0, 99))).standard_normal(n) * 0.02
+    with np.errstate(all="ignore"):
+        if dtype == "BF16":
+            data = torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16).view(torch.int16).numpy().tobytes()
+        elif dtype.startswith("F8"):
+            data = draw(st.binary(min_size=n, max_size=n))
+        elif dtype == "BOOL":
+            data = (x != 0).astype(np.uint8).tobytes()
+        elif dtype[0] in "IU":
+            data = np.nan_to_num(x, nan=0, posinf=0, neginf=0).astype({"I64": "<i8", "I32": "<i4", "U8": "u1"}[dtype]).tobytes()
+        else:
+            data = x.astype({"F32": "<f4", "F16": "<f2", "F64": "<f8"}[dtype]).tobytes()
+    return dtype, shape, data
+
+
+@st.composite
+def odd_weights(draw) -> dict:
+    names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=6, unique=True))
+    return {name: draw(odd_tensor(name)) for name in names}
+
+
+def test_odd_weights_give_facts_or_one_clear_error(base, catalogue, tmp_path_factory):
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(odd_weights())
+    def run(tensors: dict) -> None:
+        root = tmp_path_factory.mktemp("w") / "model"
+        root.mkdir()
+        _write_safetensors(root / "model.safetensors", tensors)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # nothing of numpy's reaches the user
+                sheet = detect_model(root, catalog=catalogue)
+        except InputError as error:
+            assert "\n" not in str(error)
+        else:
+            json.dumps(sheet, allow_nan=False)
+        finally:
+            shutil.rmtree(root.parent)
 
     run()
