@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import math
 import re
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
@@ -624,6 +625,7 @@ class PairResult:
     log_p: float | None  # Fisher-combined over layers, uncorrected
     layers: list[LayerEvidence]
     same_architecture: bool
+    holds_architecture: bool  # has (at least) every tensor shape of the reference component
     identical_methods: tuple[str, ...]
 
 
@@ -654,6 +656,7 @@ def _pair_result(m: PairMatcher) -> PairResult:
     tested_layers = [layer.log_p for layer in layers if layer.log_p is not None]
     similarity = sum((e.similarity or 0.0) * e.parameters for e in live) / total if total else 0.0
     own_arch = tuple(sorted(m.shapes[e.name] for e in live))
+    own_counts, ref_counts = Counter(own_arch), Counter(m.ref.architecture)
     return PairResult(
         ref=m.ref,
         # Comparable only if something was actually measured: a test or a reuse hit.
@@ -663,6 +666,7 @@ def _pair_result(m: PairMatcher) -> PairResult:
         log_p=fisher_log(tested_layers) if tested_layers else None,  # type: ignore[arg-type]
         layers=layers,
         same_architecture=bool(live) and own_arch == m.ref.architecture,
+        holds_architecture=bool(ref_counts) and all(own_counts[s] >= k for s, k in ref_counts.items()),
         identical_methods=tuple(sorted({e.identical for e in live if e.identical})),
     )
 
@@ -702,13 +706,17 @@ def decide_component(pairs: list[PairResult], catalogue_size: int) -> ComponentM
     """Relation of a component to the catalogue: the nearest comparable reference component.
 
     Bonferroni runs over the reference components actually compared. With an empty
-    catalogue the relation is unknown; when no reference shares a tensor shape with the
-    component it cannot hold their weights: independent, by `architecture`.
+    catalogue the relation is unknown. When nothing could be compared: a component with
+    every tensor shape of a reference component could hold its weights under other names,
+    so the relation is unknown (`unpaired-names`); otherwise it cannot hold any
+    reference's weights: independent, by `architecture`.
     """
     if catalogue_size == 0:
         return ComponentMatch("unknown", None, None, None, None)
     comparable = [p for p in pairs if p.comparable]
     if not comparable:
+        if any(p.holds_architecture for p in pairs):
+            return ComponentMatch("unknown", None, None, "unpaired-names", None)
         return ComponentMatch("independent", None, None, "architecture", False)
     multiplicity = len(comparable)
     decided = []

@@ -323,6 +323,23 @@ def test_permuted_variant_computes_the_same_function(zoo):
         assert torch.allclose(ref, lm_forward(zoo["rescaled"], tokens, CFG), atol=1e-4)
 
 
+def test_names_that_say_nothing_leave_a_tuned_copy_unknown_not_independent(zoo, catalog, tmp_path):
+    # Every tensor renamed t0, t1, …: one component of kind `other`. A copy is still found
+    # by its digests; a fine-tuned one cannot be paired with the reference's tensors, and
+    # having all their shapes it could hold them: unknown, never independent.
+    def flat(params):
+        return {f"t{i}": v for i, (_, v) in enumerate(sorted(params.items()))}
+
+    save_model(tmp_path / "copy", flat(zoo["copy"]))
+    (comp,) = detect(tmp_path / "copy", catalog)["components"]
+    # One component holds the reference's three: the language model's share is reused as it is.
+    assert comp["kind"] == "other" and comp["match"]["relation"] in ("identical", "derived")
+    assert comp["match"]["method"] == "digest" and comp["match"]["identical_fraction"] > 0.5
+    save_model(tmp_path / "tuned", flat(zoo["fine-tuned"]))
+    (comp,) = detect(tmp_path / "tuned", catalog)["components"]
+    assert (comp["kind"], comp["match"]["relation"], comp["match"]["method"]) == ("other", "unknown", "unpaired-names")
+
+
 def test_non_finite_entries_do_not_hide_a_copy(zoo, catalog, tmp_path):
     # A few NaN and infinite entries, in rows a model may never use, must not turn the
     # statistics into NaN and a copy into "independent"; nor may numpy warn the user.
@@ -566,7 +583,7 @@ def test_detector_declares_exactly_the_contract_facts():
     assert weights_module.__all__ == ["WeightsDetector", "round_sig"]
     paths = {f.path for f in DETECTOR.facts}
     assert {p.split(".")[0].removesuffix("[]") for p in paths} == {"model", "components"}
-    assert (DETECTOR.name, DETECTOR.version, DETECTOR.emits) == ("weights", "1.0.0", ("components", "model"))
+    assert (DETECTOR.name, DETECTOR.version, DETECTOR.emits) == ("weights", "1.1.0", ("components", "model"))
     # Exactly the rows of the `weights` table in docs/architecture.md, with their types.
     doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
     table = {}
