@@ -340,6 +340,17 @@ def test_names_that_say_nothing_leave_a_tuned_copy_unknown_not_independent(zoo, 
     assert (comp["kind"], comp["match"]["relation"], comp["match"]["method"]) == ("other", "unknown", "unpaired-names")
 
 
+def test_matrices_stored_transposed(zoo, catalog, tmp_path):
+    # Custom code can store every matrix transposed. The square attention matrices are
+    # still tested in place and show the language model derived; a non-square embedding
+    # or head finds no partner (docs/architecture.md).
+    flipped = {k: (v.T.contiguous() if v.ndim == 2 else v.clone()) for k, v in zoo["fine-tuned"].items()}
+    save_model(tmp_path / "transposed", flipped)
+    comps = {c["name"]: c["match"] for c in detect(tmp_path / "transposed", catalog)["components"]}
+    assert comps["language_model"]["relation"] == "derived"
+    assert {comps["embeddings"]["relation"], comps["head"]["relation"]} <= {"independent", "unknown"}
+
+
 def test_non_finite_entries_do_not_hide_a_copy(zoo, catalog, tmp_path):
     # A few NaN and infinite entries, in rows a model may never use, must not turn the
     # statistics into NaN and a copy into "independent"; nor may numpy warn the user.
