@@ -155,8 +155,13 @@ def finite_values(dtype: str, native: np.ndarray) -> np.ndarray:
     """`decode`, with NaN and ±inf read as 0: for statistics, which a few poisoned
     entries (in rows a model never uses) must not turn into NaN, and so into no evidence."""
     values = decode(dtype, native)
-    if dtype in FLOAT_DTYPES:
-        np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    # One summing pass tells whether any entry is NaN or infinite (an overflowing sum
+    # only sends finite values down the exact path, which leaves them as they are).
+    if dtype in FLOAT_DTYPES and values.size:
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = values.sum(dtype=np.float32)
+        if not np.isfinite(total):
+            np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return values
 
 
