@@ -37,6 +37,7 @@ __all__ = [
     "decode",
     "canonical_codes",
     "finite_values",
+    "transposed_slab",
     "cast_tolerance",
     "constant_family",
     "fingerprint_tensor",
@@ -411,6 +412,15 @@ def plan(shape: tuple[int, ...]) -> dict[str, tuple[np.ndarray, np.ndarray, np.n
             _PLANS.clear()
         got = _PLANS[key] = _plan(key)
     return got
+
+
+def transposed_slab(dtype: str, shape: tuple[int, ...], raw: memoryview | bytes) -> np.ndarray:
+    """For a matrix stored the other way round from a reference of shape (shape[1],
+    shape[0]): that reference's `R` slab, every one of its units (columns here) on its
+    feature block (a block of rows here), in native codes."""
+    feats = plan((shape[1], shape[0]))["R"][1]
+    native = native_view(dtype, raw, shape)
+    return np.ascontiguousarray(native[feats[0]: feats[-1] + 1].T)
 
 
 def vector_indices(n: int) -> np.ndarray:

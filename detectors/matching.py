@@ -447,6 +447,9 @@ class PairMatcher:
         self.shapes = shapes
         self.evidence: dict[str, TensorEvidence] = {}
         self.partners: dict[str, list[TensorPrint]] = {}
+        # Reference matrices of the same role stored the other way round: tested on the
+        # submitted tensor's rows at the reference's feature columns (slab `RT`).
+        self.transposed: dict[str, list[TensorPrint]] = {}
         own_counts: dict[str, set[tuple[int, ...]]] = {}
         roles = {}
         for name in component.tensors:
@@ -474,6 +477,11 @@ class PairMatcher:
             else:
                 partners = []
             self.partners[name] = [tp for tp in partners if tp.constant is None]
+            if not partners and len(shape) == 2:
+                flipped = [tp for tp, i in ref.by_role.get(masked, [])
+                           if tuple(tp.shape) == (shape[1], shape[0]) and tp.constant is None]
+                if flipped:
+                    self.transposed[name] = flipped
 
     def add(self, tp: TensorPrint, gathered: Gathered | None) -> TensorEvidence:
         """Evidence of one submitted tensor (its print and sampled slices) against the reference."""
@@ -492,11 +500,14 @@ class PairMatcher:
             ev.similarity = 1.0
             ev.log_p = -math.inf
             return ev
-        partners = self.partners.get(tp.name, [])
+        partners = self.partners.get(tp.name, []) or self.transposed.get(tp.name, [])
         if not partners or gathered is None or tp.dtype not in FLOAT_DTYPES:
             return ev
         try:
-            self._compare(tp, gathered, partners, ev)
+            if tp.name in self.transposed:
+                self._compare_transposed(tp, gathered, partners, ev)
+            else:
+                self._compare(tp, gathered, partners, ev)
         finally:
             # Prepared reference sketches are kept only while one tensor is compared:
             # a catalogue of many models would otherwise hold them all at once.
@@ -520,6 +531,30 @@ class PairMatcher:
             ev.log_p = _bonferroni(best[0], len(partners))
             ev.similarity = best[1]
             ev.partner = best[2]
+
+    @staticmethod
+    def _compare_transposed(tp: TensorPrint, gathered: Gathered, partners: list[TensorPrint],
+                            ev: TensorEvidence) -> None:
+        """Against reference matrices stored the other way round: the reference's units
+        (rows) are the submitted tensor's columns, on the reference's feature block."""
+        if "RT" not in gathered.slabs:
+            return
+        best: tuple[float, float, str] | None = None
+        for partner in partners:
+            if "R" not in partner.sketches or partner.sketches["R"].shape[0] < 3:
+                continue
+            units, _feats, first = plan(partner.shape)["R"]
+            ref_prep = _reference_prepared(partner, "R", first)
+            prepared = _prepared(gathered, "RT", first)
+            same = trace_test(_unit_normalize(ref_prep[0]), _unit_normalize(prepared.rows(units)))
+            moved = matched_test(ref_prep, prepared, first)[:2] if same[0] >= _LOG_DERIVED_COMBINED else same
+            log_p, sim = min((same, moved), key=lambda ls: ls[0])
+            log_p = _bonferroni(log_p, 2)
+            if best is None or log_p < best[0]:
+                best = (log_p, min(1.0, max(0.0, sim)), partner.name)
+        if best is not None:
+            ev.log_p = _bonferroni(best[0], len(partners))
+            ev.similarity, ev.partner = best[1], best[2]
 
     def _digest_hits(self, tp: TensorPrint) -> list[tuple[str, TensorPrint]]:
         hits: list[tuple[str, TensorPrint]] = []

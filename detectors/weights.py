@@ -20,6 +20,7 @@ from detectors.fingerprint import (
     component_entries,
     fingerprint_tensor,
     read_fingerprint,
+    transposed_slab,
     write_fingerprint,
 )
 from detectors.matching import (
@@ -171,12 +172,16 @@ class WeightsDetector:
 
         def read(item: tuple[Any, memoryview, Any]) -> tuple[Any, Any, Any]:
             info, raw, release = item
-            wanted = any(m.partners.get(info.name) for m in matchers[owner[info.name]])
+            mine = matchers[owner[info.name]]
+            flipped = any(m.transposed.get(info.name) for m in mine)
+            wanted = flipped or any(m.partners.get(info.name) for m in mine)
             try:
                 tp, gathered = fingerprint_tensor(
                     info.name, info.dtype, info.shape, raw, gather=wanted, release=release,
                     raw_digest=lambda: model.tensor_digest(info.name),
                 )
+                if flipped and gathered is not None:
+                    gathered.slabs["RT"] = transposed_slab(info.dtype, info.shape, raw)
             finally:
                 _done_with(raw)
             return info, tp, gathered

@@ -314,7 +314,7 @@ def test_fingerprint_is_at_most_five_percent_of_a_meaningful_model(tmp_path):
 def test_public_api_is_pinned():
     assert sorted(fingerprint_module.__all__) == sorted([
         "FORMAT", "JSON_FILE", "BIN_FILE", "UNITS", "FEATURES", "VECTOR", "FLOAT_DTYPES", "TensorPrint", "Gathered",
-        "Fingerprint", "sample_indices", "native_view", "decode", "finite_values", "canonical_codes", "cast_tolerance",
+        "Fingerprint", "sample_indices", "native_view", "decode", "finite_values", "transposed_slab", "canonical_codes", "cast_tolerance",
         "constant_family", "fingerprint_tensor", "plan", "feature_block", "vector_indices", "write_fingerprint",
         "read_fingerprint", "fingerprint_bytes", "component_entries",
     ])

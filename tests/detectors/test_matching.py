@@ -340,15 +340,16 @@ def test_names_that_say_nothing_leave_a_tuned_copy_unknown_not_independent(zoo, 
     assert (comp["kind"], comp["match"]["relation"], comp["match"]["method"]) == ("other", "unknown", "unpaired-names")
 
 
-def test_matrices_stored_transposed(zoo, catalog, tmp_path):
-    # Custom code can store every matrix transposed. The square attention matrices are
-    # still tested in place and show the language model derived; a non-square embedding
-    # or head finds no partner (docs/architecture.md).
-    flipped = {k: (v.T.contiguous() if v.ndim == 2 else v.clone()) for k, v in zoo["fine-tuned"].items()}
+@pytest.mark.parametrize("variant,relation", [("fine-tuned", "derived"), ("independent-same-data", "independent")])
+def test_matrices_stored_transposed(zoo, catalog, tmp_path, variant, relation):
+    # Custom code can store every matrix transposed. A non-square one is tested against
+    # the reference's matrix of its role the other way round (square ones in place): a
+    # tuned copy stays derived in every part, independent weights stay independent.
+    flipped = {k: (v.T.contiguous() if v.ndim == 2 else v.clone()) for k, v in zoo[variant].items()}
     save_model(tmp_path / "transposed", flipped)
     comps = {c["name"]: c["match"] for c in detect(tmp_path / "transposed", catalog)["components"]}
-    assert comps["language_model"]["relation"] == "derived"
-    assert {comps["embeddings"]["relation"], comps["head"]["relation"]} <= {"independent", "unknown"}
+    for part in LM_PARTS:
+        assert (comps[part]["relation"], comps[part]["reference"]) == (relation, "R"), (part, comps[part])
 
 
 def test_non_finite_entries_do_not_hide_a_copy(zoo, catalog, tmp_path):
