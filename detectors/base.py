@@ -127,6 +127,7 @@ class InputError(Exception):
 _BREAKS = re.compile(r"\s*[\n\r\t\v\f\x1c-\x1f\x85\u2028\u2029]\s*")
 
 
+# The same in engine/diagnostics.py: the two packages share no code (their seam is the fact sheet).
 def _printable(text: str, breaks: bool = False) -> str:
     """Text safe to show on one line: with `breaks`, line breaks and tabs (a library's
     formatting) become one space; any other character that does not print (a control

@@ -62,6 +62,20 @@ def base(tmp_path_factory) -> Path:
     return root
 
 
+def facts_or_one_clear_error(root: Path, names: str | None = None, **options) -> None:
+    """Detection on `root` gives a JSON fact sheet, or one InputError line (naming the file
+    `names`, when given); numpy may not warn the user on the way."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sheet = detect_model(root, **options)
+    except InputError as error:
+        assert names is None or Path(error.file).name == names, error
+        assert "\n" not in str(error)
+    else:
+        json.dumps(sheet, allow_nan=False)
+
+
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_arbitrary_content_gives_facts_or_one_clear_error(base, tmp_path_factory, name):
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -71,12 +85,7 @@ def test_arbitrary_content_gives_facts_or_one_clear_error(base, tmp_path_factory
         shutil.copytree(base, root)
         (root / name).write_bytes(content.encode("utf-8", "surrogatepass"))
         try:
-            sheet = detect_model(root)
-        except InputError as error:
-            assert Path(error.file).name == Path(name).name, error
-            assert "\n" not in str(error)
-        else:
-            json.dumps(sheet, allow_nan=False)
+            facts_or_one_clear_error(root, Path(name).name)
         finally:
             shutil.rmtree(root.parent)
 
@@ -109,12 +118,7 @@ def test_a_damaged_catalogue_gives_facts_or_one_clear_error(base, catalogue, tmp
         shutil.copytree(catalogue, damaged)
         (damaged / "ref" / name).write_bytes(content.encode("utf-8", "surrogatepass"))
         try:
-            sheet = detect_model(base, catalog=damaged)
-        except InputError as error:
-            assert Path(error.file).name == name, error
-            assert "\n" not in str(error)
-        else:
-            json.dumps(sheet, allow_nan=False)
+            facts_or_one_clear_error(base, name, catalog=damaged)
         finally:
             shutil.rmtree(damaged.parent)
 
@@ -184,13 +188,7 @@ def test_odd_weights_give_facts_or_one_clear_error(base, catalogue, tmp_path_fac
         root.mkdir()
         _write_safetensors(root / "model.safetensors", tensors)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")  # nothing of numpy's reaches the user
-                sheet = detect_model(root, catalog=catalogue)
-        except InputError as error:
-            assert "\n" not in str(error)
-        else:
-            json.dumps(sheet, allow_nan=False)
+            facts_or_one_clear_error(root, catalog=catalogue)
         finally:
             shutil.rmtree(root.parent)
 
