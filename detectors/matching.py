@@ -543,15 +543,9 @@ class PairMatcher:
         for partner in partners:
             if "R" not in partner.sketches or partner.sketches["R"].shape[0] < 3:
                 continue
-            units, _feats, first = plan(partner.shape)["R"]
-            ref_prep = _reference_prepared(partner, "R", first)
-            prepared = _prepared(gathered, "RT", first)
-            same = trace_test(_unit_normalize(ref_prep[0]), _unit_normalize(prepared.rows(units)))
-            moved = matched_test(ref_prep, prepared, first)[:2] if same[0] >= _LOG_DERIVED_COMBINED else same
-            log_p, sim = min((same, moved), key=lambda ls: ls[0])
-            log_p = _bonferroni(log_p, 2)
+            log_p, sim = _settle(*_unit_tests(partner, "R", gathered, "RT", in_place=True))
             if best is None or log_p < best[0]:
-                best = (log_p, min(1.0, max(0.0, sim)), partner.name)
+                best = (log_p, sim, partner.name)
         if best is not None:
             ev.log_p = _bonferroni(best[0], len(partners))
             ev.similarity, ev.partner = best[1], best[2]
@@ -612,30 +606,43 @@ class PairMatcher:
             pr, pc = partner.shape[0], math.prod(partner.shape[1:])
             usable = {"R": c == pc, "C": r == pr}
             key = primary if usable[primary] else fallback if usable[fallback] else None
-            if key is not None and key in partner.sketches and key in gathered.slabs:
-                units, _feats, first = plan(partner.shape)[key]
-                if partner.sketches[key].shape[0] >= 3:
-                    ref_prep = _reference_prepared(partner, key, first)
-                    prepared = _prepared(gathered, key, first)
-                    planned = 1
-                    if (r, c) == (pr, pc):
-                        planned = 2
-                        results.append(trace_test(_unit_normalize(ref_prep[0]), _unit_normalize(prepared.rows(units))))
-                    # A same-position tie already beyond doubt needs no search for moved units
-                    # (the Bonferroni count still includes the test skipped).
-                    if not results or results[0][0] >= _LOG_DERIVED_COMBINED:
-                        lp, sim, _, _ = matched_test(ref_prep, prepared, first)
-                        results.append((lp, sim))
-        if not results:
-            return 0.0, 0.0
-        log_p, sim = min(results, key=lambda ls: ls[0])
-        if log_p > _LOG_INDEPENDENT_LAYER:
-            # Nothing significant: report the plain same-position similarity if there is one.
-            sim = results[0][1]
-        return _bonferroni(log_p, max(planned, len(results))), min(1.0, max(0.0, sim))
+            if key is not None and key in partner.sketches and key in gathered.slabs \
+                    and partner.sketches[key].shape[0] >= 3:
+                results, planned = _unit_tests(partner, key, gathered, key, in_place=(r, c) == (pr, pc))
+        return _settle(results, planned)
 
     def result(self) -> PairResult:
         return _pair_result(self)
+
+
+def _unit_tests(partner: TensorPrint, key: str, gathered: Gathered, slab: str,
+                in_place: bool) -> tuple[list[tuple[float, float]], int]:
+    """The partner's sampled units (orientation `key`) against the submitted slab `slab`:
+    where they stand (when the shapes allow), then wherever they moved. Returns the
+    (log p, similarity) of the tests run and the number of tests planned."""
+    units, _feats, first = plan(partner.shape)[key]
+    ref_prep = _reference_prepared(partner, key, first)
+    prepared = _prepared(gathered, slab, first)
+    results: list[tuple[float, float]] = []
+    if in_place:
+        results.append(trace_test(_unit_normalize(ref_prep[0]), _unit_normalize(prepared.rows(units))))
+    # A same-position tie already beyond doubt needs no search for moved units (the
+    # Bonferroni count still includes the test skipped).
+    if not results or results[0][0] >= _LOG_DERIVED_COMBINED:
+        lp, sim, _, _ = matched_test(ref_prep, prepared, first)
+        results.append((lp, sim))
+    return results, 2 if in_place else 1
+
+
+def _settle(results: list[tuple[float, float]], planned: int) -> tuple[float, float]:
+    """(log p, similarity) of the strongest test, Bonferroni over the tests planned."""
+    if not results:
+        return 0.0, 0.0
+    log_p, sim = min(results, key=lambda ls: ls[0])
+    if log_p > _LOG_INDEPENDENT_LAYER:
+        # Nothing significant: report the plain same-position similarity if there is one.
+        sim = results[0][1]
+    return _bonferroni(log_p, max(planned, len(results))), min(1.0, max(0.0, sim))
 
 
 # --- per-layer and per-component decisions ----------------------------------------------

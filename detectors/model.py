@@ -36,6 +36,7 @@ __all__ = [
     "open_model",
     "read_json",
     "weights_digest",
+    "digest_entry",
 ]
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -427,14 +428,18 @@ def open_model(path: str | Path) -> ModelFolder:
 
 
 def weights_digest(model: ModelFolder) -> str:
-    """`blake3:<hex>` over the tensors sorted by name: each as a length-prefixed JSON
-    `[name, dtype, shape, nbytes]` followed by its raw bytes. Independent of file layout,
-    so a team can commit to its step-0 weights before training ends."""
+    """`blake3:<hex>` over the tensors sorted by name: each as its `digest_entry`
+    followed by its raw bytes. Independent of file layout, so a team can commit to its
+    step-0 weights before training ends."""
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
     for name in sorted(model.tensors):
-        info = model.tensors[name]
-        head = json.dumps([name, info.dtype, list(info.shape), info.nbytes], ensure_ascii=False)
-        encoded = head.encode("utf-8")
-        hasher.update(len(encoded).to_bytes(8, "little") + encoded)
+        hasher.update(digest_entry(model.tensors[name]))
         hasher.update(model.raw(name))
     return "blake3:" + hasher.hexdigest()
+
+
+def digest_entry(info: TensorInfo) -> bytes:
+    """What `weights_digest` hashes before a tensor's bytes: a length-prefixed JSON
+    `[name, dtype, shape, nbytes]`."""
+    encoded = json.dumps([info.name, info.dtype, list(info.shape), info.nbytes], ensure_ascii=False).encode("utf-8")
+    return len(encoded).to_bytes(8, "little") + encoded

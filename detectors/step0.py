@@ -36,7 +36,7 @@ import blake3
 import numpy as np
 
 from detectors.base import InputError
-from detectors.model import ModelFolder, open_model, weights_digest
+from detectors.model import ModelFolder, digest_entry, open_model
 from detectors.safetensors import TensorInfo
 
 __all__ = [
@@ -189,7 +189,7 @@ def write_step0(template: str | Path, output: str | Path, seed: int, std: float)
             mask = os.umask(0)
             os.umask(mask)
             building.chmod(0o777 & ~mask)  # a folder like any other, once renamed
-            _write_file(model, names, building / "model.safetensors", seed, std)
+            digest = _write_file(model, names, building / "model.safetensors", seed, std)
             if model.config is not None:
                 (building / "config.json").write_text(json.dumps(model.config, indent=2, sort_keys=True) + "\n",
                                                       encoding="utf-8")
@@ -199,12 +199,11 @@ def write_step0(template: str | Path, output: str | Path, seed: int, std: float)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise
-    with open_model(out) as step0:
-        digest = weights_digest(step0)
     return {"seed": seed, "init": RECIPE, "std": std, "step0_digest": digest}
 
 
-def _write_file(model: ModelFolder, names: list[str], path: Path, seed: int, std: float) -> None:
+def _write_file(model: ModelFolder, names: list[str], path: Path, seed: int, std: float) -> str:
+    """Write the safetensors file; return its `weights_digest`, hashed as it is written."""
     header: dict[str, Any] = {"__metadata__": {"format": "pt", "init": RECIPE, "seed": str(seed), "std": repr(std)}}
     offset = 0
     for name in names:
@@ -213,13 +212,15 @@ def _write_file(model: ModelFolder, names: list[str], path: Path, seed: int, std
         offset += info.nbytes
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
     with open(path, "wb") as f:
         f.write(len(text).to_bytes(8, "little"))
         f.write(text)
-        for name in names:
+        for name in names:  # sorted by name, as the digest takes them
             info = model.tensors[name]
-            if role(name, info) == "buffer":
-                f.write(model.raw(name))
-            else:
-                for block in tensor_bytes(seed, std, name, info):
-                    f.write(block)
+            hasher.update(digest_entry(info))
+            blocks = [model.raw(name)] if role(name, info) == "buffer" else tensor_bytes(seed, std, name, info)
+            for block in blocks:
+                hasher.update(block)
+                f.write(block)
+    return "blake3:" + hasher.hexdigest()

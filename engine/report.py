@@ -134,7 +134,7 @@ _MARK = {"pass": "✅ pass", "fail": "❌ fail", "indeterminate": "❔ indetermi
 
 def render_markdown(report: dict) -> str:
     p = report["policy"]
-    subject = _md_cell(printable(str(report["subject"].get("name", "?"))))
+    subject = _md_cell(str(report["subject"].get("name", "?")))
     lines = [
         f"# {subject}: {report['verdict'].upper()}",
         "",
@@ -175,7 +175,7 @@ def _md_value(v: Any) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return printable(text).replace("|", "\\|")
+    return printable(text, breaks=True).replace("|", "\\|")
 
 
 def render_html(report: dict) -> str:

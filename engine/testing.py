@@ -31,6 +31,7 @@ from .evaluator import prepare_policy
 from .facts import FACTS_SCHEMA_ID, validate_fact_sheet
 from .files import read_text
 from .loader import load_policy
+from .source import Source
 
 __all__ = ["TEST_SUFFIX", "CaseResult", "TestFileResult", "find_test_files", "run_test_file"]
 
@@ -90,8 +91,8 @@ class _Located:
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.reader.ReaderError as err:  # a control character, refused before parsing
-            pos = err.position
-            where = f"{name}:{text.count(chr(10), 0, pos) + 1}:{pos - (text.rfind(chr(10), 0, pos) + 1) + 1}"
+            line, column = Source(name, text).line_col(err.position)
+            where = f"{name}:{line}:{column}"
             raise InputError(where, None, f"invalid YAML: character U+{err.character:04X} is not allowed") from None
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)

@@ -61,7 +61,7 @@ def test_public_api_is_pinned():
     import detectors.model as module
 
     public = ["INDEX_FILE", "CHECKPOINTS_DIR", "PICKLE_SUFFIXES", "ModelFolder", "open_model"]
-    assert sorted(module.__all__) == sorted([*public, "read_json", "weights_digest"])
+    assert sorted(module.__all__) == sorted([*public, "read_json", "weights_digest", "digest_entry"])
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
