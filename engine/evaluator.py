@@ -155,9 +155,9 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         if value.is_integer() and abs(value) < 1e15:
             return str(int(value))
-        return f"{value:.4g}"
+        return repr(value)  # as written in the fact sheet: never rounded across a threshold
     if isinstance(value, (list, tuple)):
-        return ", ".join(format_value(v) for v in value)
+        return ", ".join(format_value(v) for v in value) if value else "none"
     if isinstance(value, dict):
         return "{…}"
     return str(value)
@@ -174,7 +174,7 @@ class _Ctx:
     """One sheet's evaluation: its facts, the current rule's trace of fact reads (their
     paths, in the order read), and what its rules share."""
 
-    __slots__ = ("facts", "trace", "owners", "reads", "shown", "hidden", "joins")
+    __slots__ = ("facts", "trace", "owners", "reads", "shown", "hidden", "joins", "divided_by_zero")
 
     def __init__(self, facts: dict, owners: Mapping[str, str | None]) -> None:
         self.facts = facts
@@ -184,6 +184,7 @@ class _Ctx:
         self.shown: dict[str, Evidence | None] | None = None  # see `_show`
         self.hidden = False  # whether some path read holds a group or a list (see `_show`)
         self.joins: dict[tuple, tuple] = {}  # see `_joined`
+        self.divided_by_zero: list | None = None  # the trace of the rule that last divided by zero
 
 
 def _show(ctx: _Ctx) -> dict[str, Evidence | None]:
@@ -227,7 +228,10 @@ class _Site:
     def path(self, prefix: str) -> str:
         path = self.paths.get(prefix)
         if path is None:
-            path = f"{prefix}.{self.suffix}" if prefix else str(self.suffix)
+            if not prefix:
+                path = str(self.suffix)
+            else:  # a field of an item, or (no suffix) the item itself
+                path = f"{prefix}.{self.suffix}" if self.suffix else prefix
             if self.guarded:
                 path = _Guarded(path)
             if len(self.paths) > 10_000:
@@ -371,6 +375,7 @@ def _explain(rule: _CompiledRule, value: Any, ctx: _Ctx, trace: list, message: t
     """The result of a rule that did not pass: the items that decided it (those whose own
     value points the same way), their reads, and the message."""
     outcome = INDETERMINATE if value is None else FAIL
+    whole = trace
     chosen: list[int] = []
     if quantified is not None:
         var, kind, items, prefixes, values, marks = quantified
@@ -389,8 +394,12 @@ def _explain(rule: _CompiledRule, value: Any, ctx: _Ctx, trace: list, message: t
             text = _render(message, ctx, {})  # no item to name: its variable is unbound
     else:
         unknown = _unknown(trace, ctx.reads)
-        text = ("cannot decide: `" + "`, `".join(unknown) + "` unknown") if unknown \
-            else "cannot decide: a fact it needs is unknown"
+        if unknown:
+            text = "cannot decide: `" + "`, `".join(unknown) + "` unknown"
+        elif ctx.divided_by_zero is whole:
+            text = "cannot decide: it divides by zero"
+        else:
+            text = "cannot decide: a fact it needs is unknown"
     return RuleResult(rule, outcome, text, tuple([prefixes[i] for i in chosen]), trace, ctx)
 
 
@@ -456,15 +465,20 @@ class _Compiler:
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
         self.vars: dict[str, str] = {}  # bound variable -> the fact sheet key its list is under
+        self.fact_vars: set[str] = set()  # bound variables whose items are a fact's (not a parameter's)
         self.guarded = 0  # > 0 inside known(...) or the left of `otherwise`
         self.recording = True  # whether reads leave trace entries (a message's do not)
 
     def bind(self, var: str, source: ast.Expr) -> None:
         root = source.root if isinstance(source, ast.Path) else ""
         self.vars[var] = self.vars.get(root, root)
+        facts = isinstance(source, ast.Path) and (
+            root in self.fact_vars if root in self.vars else root not in self.params)
+        (self.fact_vars.add if facts else self.fact_vars.discard)(var)
 
     def unbind(self, var: str) -> None:
         self.vars.pop(var, None)
+        self.fact_vars.discard(var)
 
     def expr(self, e: ast.Expr) -> Fn:
         return getattr(self, "_" + type(e).__name__)(e)
@@ -489,11 +503,12 @@ class _Compiler:
         return lambda ctx, env: v
 
     def _ListLit(self, e: ast.ListLit) -> Fn:
+        # A list, as a fact sheet's lists are, so that `==` compares the items.
         if all(isinstance(i, ast.Literal) for i in e.items):
-            v = tuple(i.value for i in e.items)
+            v = [i.value for i in e.items]
             return lambda ctx, env: v
         fns = [self.expr(i) for i in e.items]
-        return lambda ctx, env: tuple(f(ctx, env) for f in fns)
+        return lambda ctx, env: [f(ctx, env) for f in fns]
 
     def source(self, e: ast.Expr) -> tuple[Fn, Fn | None]:
         """A quantifier's list, read without a trace entry (a list is shown through its
@@ -511,12 +526,15 @@ class _Compiler:
     def _Path(self, e: ast.Path) -> Fn:
         if e.root in self.params and e.root not in self.vars:
             value = self.params[e.root]
-            value = tuple(value) if isinstance(value, list) else value
+            value = list(value) if isinstance(value, (list, tuple)) else value
             for f in e.fields:  # params are plain values: no fields (the checker saw to it)
                 value = None
             return lambda ctx, env: value
         if e.root in self.vars and not e.fields:
             root = e.root
+            if self.recording and root in self.fact_vars:
+                # An item of a fact's list of values, e.g. `m` in `declared.members`: evidence.
+                return _read_item(root, _Site("", self.vars[root], self.guarded > 0))
             return lambda ctx, env: env[root][0]
         return self.read(e)
 
@@ -598,7 +616,12 @@ class _Compiler:
 
     def _Compare(self, e: ast.Compare) -> Fn:
         op = _COMPARE[e.op]
+        counted = self.counted(e)
+        if counted is not None:
+            return counted
         c = self.constant(e.right)
+        if isinstance(c, tuple):
+            c = list(c)  # a list equals a fact's list with the same items
         if c is not self._NO:  # the common `fact == "value"`, `fact >= limit`
             # The constant goes first: `c <= v` is `v >= c`.
             fused = self.fused(e.left, partial(_REFLECTED[e.op], c))
@@ -655,7 +678,12 @@ class _Compiler:
             c = coll(ctx, env)
             if v is None or c is None:
                 return None
-            return (v in c) is not neg
+            if v in c:
+                return not neg
+            # `v in [a, b]` is `v == a or v == b`: with an unknown item, not finding v is unknown
+            if c.__class__ is list and None in c:
+                return None
+            return neg
         return member
 
     def _Arith(self, e: ast.Arith) -> Fn:
@@ -673,7 +701,10 @@ class _Compiler:
                 return a - b
             if op == "*":
                 return a * b
-            return a / b if b else None  # division by zero: no value
+            if b:
+                return a / b
+            ctx.divided_by_zero = ctx.trace  # no value; the rule's explanation says why
+            return None
         return arith
 
     def _Neg(self, e: ast.Neg) -> Fn:
@@ -823,6 +854,47 @@ class _Compiler:
         return quantify
 
     def _Count(self, e: ast.Count) -> Fn:
+        tally = self.tally(e)
+
+        def count(ctx, env):
+            t = tally(ctx, env)
+            return None if t is None or t[1] else t[0]
+        return count
+
+    def counted(self, e: ast.Compare) -> Fn | None:
+        """`count(...) OP constant` (either way round), decided whenever every number of
+        hits the unknown items allow gives the same answer: with one backbone known,
+        `count(c in components where c.kind in kinds) >= 1` holds whatever the others are."""
+        if isinstance(e.left, ast.Count):
+            count, other, op = e.left, e.right, _COMPARE[e.op]
+        elif isinstance(e.right, ast.Count):
+            count, other, op = e.right, e.left, _REFLECTED[e.op]
+        else:
+            return None
+        c = self.constant(other)
+        if c is self._NO or isinstance(c, (tuple, str, bool)) or c is None:
+            return None
+        tally = self.tally(count)
+
+        def bounded(ctx, env):
+            t = tally(ctx, env)
+            if t is None:
+                return None
+            low, unknown = t
+            at_low = op(low, c)
+            if not unknown:
+                return at_low
+            # Each comparison is monotone in the count, except == and != (decided only
+            # when c is outside the range).
+            if op is operator.eq or op is operator.ne:
+                inside = low <= c <= low + unknown
+                return None if inside else op is operator.ne
+            return at_low if op(low + unknown, c) == at_low else None
+        return bounded
+
+    def tally(self, e: ast.Count) -> Callable[["_Ctx", dict], tuple[int, int] | None]:
+        """fn(ctx, env) -> (items the filter keeps, items it cannot decide), or None when
+        the list is unknown."""
         source, record = self.source(e.source)
         base, base_of = self.item_base(e.source)
         paths = _item_paths(base, 0) if base is not None else ()  # of the longest list yet
@@ -831,7 +903,7 @@ class _Compiler:
         self.unbind(e.var)
         var = e.var
 
-        def count(ctx, env):
+        def tally(ctx, env):
             nonlocal paths
             items = source(ctx, env)
             if record is not None and items.__class__ is not list:
@@ -839,7 +911,7 @@ class _Compiler:
             if items is None:
                 return None
             if where is None:
-                return len(items)
+                return len(items), 0
             n = len(items)
             if base is None:
                 prefixes = _item_paths(base_of(env), n)
@@ -847,17 +919,16 @@ class _Compiler:
                 if len(paths) < n:
                     paths = _item_paths(base, n)
                 prefixes = paths
-            hits = 0
-            unknown = False
+            hits = unknown = 0
             for binding in zip(items, prefixes):
                 env[var] = binding
                 v = where(ctx, env)
                 if v is True:
                     hits += 1
                 elif v is None:
-                    unknown = True
-            return None if unknown else hits
-        return count
+                    unknown += 1
+            return hits, unknown
+        return tally
 
 
 def _names(e: Any, name: str) -> bool:
@@ -975,6 +1046,19 @@ def _read_var(root, fields, site, test, negate, decided) -> Fn:
         if test is None or v is None:
             return v
         return None if decided and v == "unknown" else test(v) is not negate
+    return read
+
+
+def _read_item(root, site) -> Fn:
+    paths = site.paths
+
+    def read(ctx, env):
+        item, prefix = env[root]
+        path = paths.get(prefix) or site.path(prefix)
+        if path not in ctx.reads:
+            ctx.reads[path] = (item, None, site)
+        ctx.trace.append(path)
+        return item
     return read
 
 

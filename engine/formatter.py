@@ -25,7 +25,9 @@ _HEADER_ORDER = ("policy", "version", "language", "effective", "extends", "super
 _FIELD_ORDER = ("title", "level", "cite", "note", "condition", "message")
 
 
-def _prec(e: ast.Expr) -> int:
+def precedence(e: ast.Expr) -> int:
+    """How tightly an expression binds: lower binds less (a quantifier's body reaches
+    furthest), as the grammar parses it."""
     name = type(e).__name__
     if isinstance(e, ast.BoolChain):
         return _PREC[e.op]
@@ -51,7 +53,7 @@ def format_expr(e: ast.Expr, min_prec: int = 0) -> str:
     """An expression on one line, with the parentheses its structure needs; an
     `otherwise` inside a larger expression is always parenthesised, for the reader."""
     text = _flat(e)
-    if _prec(e) < min_prec or (isinstance(e, ast.Otherwise) and min_prec > 0):
+    if precedence(e) < min_prec or (isinstance(e, ast.Otherwise) and min_prec > 0):
         return f"({text})"
     return text
 
@@ -117,7 +119,7 @@ def _layout(e: ast.Expr, indent: int, lead: str) -> list[str]:
         lines += [f"{pad}  {e.op} {format_expr(o, p)}" for o in e.operands[1:]]
         return lines
     if isinstance(e, ast.Implies):
-        left = _layout(e.left, indent, lead) if _prec(e.left) >= 2 else [pad + lead + format_expr(e.left, 2)]
+        left = _layout(e.left, indent, lead) if precedence(e.left) >= 2 else [pad + lead + format_expr(e.left, 2)]
         right = _layout(e.right, indent + 2, "implies ")
         return left + right
     return [flat]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import ast
 from .catalogue import FactCatalogue
 from .checker import FUNCTIONS, CheckedPolicy
-from .formatter import format_expr
+from .formatter import format_expr, precedence
 
 __all__ = ["render_policy", "describe_condition"]
 
@@ -25,8 +25,11 @@ class _Words:
     def __init__(self, policy: CheckedPolicy) -> None:
         self.policy = policy
 
-    def say(self, e: ast.Expr) -> str:
-        return getattr(self, "_" + type(e).__name__)(e)
+    def say(self, e: ast.Expr, min_prec: int = 0) -> str:
+        """The words for an expression, in parentheses where it sits inside an operator
+        that binds more tightly (the same places the formatter puts them)."""
+        text = getattr(self, "_" + type(e).__name__)(e)
+        return f"({text})" if precedence(e) < min_prec else text
 
     def _Literal(self, e: ast.Literal) -> str:
         if isinstance(e.value, bool):
@@ -49,37 +52,32 @@ class _Words:
         return f"not ({self.say(inner)})"
 
     def _BoolChain(self, e: ast.BoolChain) -> str:
-        parts = [self._group(o, e) for o in e.operands]
-        return f" {e.op} ".join(parts)
-
-    def _group(self, child: ast.Expr, parent: ast.BoolChain) -> str:
-        text = self.say(child)
-        if isinstance(child, ast.BoolChain) and child.op != parent.op:
-            return f"({text})"
-        return text
+        inner = precedence(e) + 1
+        return f" {e.op} ".join(self.say(o, inner) for o in e.operands)
 
     def _Implies(self, e: ast.Implies) -> str:
-        return f"if {self.say(e.left)}, then {self.say(e.right)}"
+        return f"if {self.say(e.left, 2)}, then {self.say(e.right)}"
 
     def _Compare(self, e: ast.Compare) -> str:
-        return f"{self.say(e.left)} {_COMPARE_WORDS[e.op]} {self.say(e.right)}"
+        return f"{self.say(e.left, 6)} {_COMPARE_WORDS[e.op]} {self.say(e.right, 6)}"
 
     def _Member(self, e: ast.Member) -> str:
         coll = e.collection
         if isinstance(coll, ast.ListLit):
             where = "one of " + ", ".join(self.say(i) for i in coll.items)
         else:
-            where = f"in {self.say(coll)}"
-        return f"{self.say(e.item)} is {'not ' if e.negated else ''}{where}"
+            where = f"in {self.say(coll, 6)}"
+        return f"{self.say(e.item, 6)} is {'not ' if e.negated else ''}{where}"
 
     def _Arith(self, e: ast.Arith) -> str:
-        return f"{self.say(e.left)} {e.op} {self.say(e.right)}"
+        left, right = (7, 8) if e.op in "+-" else (8, 9)
+        return f"{self.say(e.left, left)} {e.op} {self.say(e.right, right)}"
 
     def _Neg(self, e: ast.Neg) -> str:
-        return f"-{self.say(e.operand)}"
+        return f"-{self.say(e.operand, 9)}"
 
     def _Otherwise(self, e: ast.Otherwise) -> str:
-        return f"{self.say(e.value)} (taken as {self.say(e.default)} when unknown)"
+        return f"{self.say(e.value, 7)} (taken as {self.say(e.default, 7)} when unknown)"
 
     def _Call(self, e: ast.Call) -> str:
         args = [self.say(a) for a in e.args]
@@ -92,13 +90,13 @@ class _Words:
         return f"{e.function}({', '.join(args)})"
 
     def _Count(self, e: ast.Count) -> str:
-        where = f" for which {self.say(e.where)}" if e.where is not None else ""
-        return f"the number of items {_code(e.var)} in {self.say(e.source)}{where}"
+        where = f" for which {self.say(e.where, 2)}" if e.where is not None else ""
+        return f"the number of items {_code(e.var)} in {self.say(e.source, 2)}{where}"
 
     def _Quantifier(self, e: ast.Quantifier) -> str:
         lead = {"any": "for some", "all": "for every", "none": "for no"}[e.kind]
-        where = f" where {self.say(e.where)}" if e.where is not None else ""
-        return f"{lead} {_code(e.var)} in {self.say(e.source)}{where}: {self.say(e.body)}"
+        where = f" where {self.say(e.where, 2)}" if e.where is not None else ""
+        return f"{lead} {_code(e.var)} in {self.say(e.source, 2)}{where}: {self.say(e.body)}"
 
 
 def _value(v) -> str:

@@ -198,7 +198,25 @@ def test_message_values_are_formatted(catalogue):
     text = HEADER + rule("forbid true", message="{tokenizer.vocab_overlap} {tokenizer.vocab_size} "
                          "{tokenizer.present} {tokenizer.reference} {model.weight_files}")
     res = evaluate_policy(check_text(text, catalogue), sheet(facts, catalogue)).rules[0]
-    assert res.message == "0.1235 64000 true unknown unknown"
+    assert res.message == "0.123456 64000 true unknown unknown"
+
+
+@pytest.mark.parametrize("value,shown", [
+    (0.99996, "0.99996"),  # never rounded to 1, which would read as a full copy
+    (123456.7, "123456.7"),  # no exponent for a number a reader meets every day
+    (4e-34, "4e-34"),  # a p-value that small is best read so
+    (2.0, "2"),
+])
+def test_numbers_in_messages_are_shown_as_the_sheet_holds_them(catalogue, value, shown):
+    facts = {"tokenizer": {"vocab_overlap": value}}
+    text = HEADER + rule("forbid true", message="{tokenizer.vocab_overlap}")
+    assert evaluate_policy(check_text(text, catalogue), sheet(facts, catalogue)).rules[0].message == shown
+
+
+def test_an_empty_list_in_a_message_reads_none(catalogue):
+    text = HEADER + rule("forbid true", message="bases: {card.base_model}")
+    res = evaluate_policy(check_text(text, catalogue), sheet({"card": {"base_model": []}}, catalogue)).rules[0]
+    assert res.message == "bases: none"
 
 
 @pytest.mark.parametrize("n", [2, 4])  # a short list is gone through, a long one looked up
@@ -242,3 +260,76 @@ def test_a_list_of_values_is_evidence_and_a_list_of_objects_is_shown_through_its
     assert res.outcome == FAIL
     assert [(e.path, e.value) for e in res.evidence] == [("card.base_model", []),
                                                         ("components[0].match.relation", "derived")]
+
+
+# -- lists, membership, counts and division, as the language documents them ------------
+
+
+@pytest.mark.parametrize("cond,members,expected", [
+    ('require declared.members == ["Hanbit Labs"]', ["Hanbit Labs"], PASS),
+    ('require declared.members == ["Hanbit Labs"]', ["Hanbit Labs", "Seoul Vision"], FAIL),
+    ('require declared.members != ["Hanbit Labs"]', ["Hanbit Labs"], FAIL),
+    ("require declared.members == []", [], PASS),
+    ("require declared.members == names", ["a", "b"], PASS),
+    ("require names == declared.members", ["a", "b"], PASS),
+    ("require names == declared.members", ["b", "a"], FAIL),  # lists are in order
+])
+def test_lists_compare_by_their_items(catalogue, cond, members, expected):
+    params = 'param names: list[string] = ["a", "b"]\n  "names"\n'
+    assert outcome_of(cond, {"declared": {"members": members}}, catalogue, params).outcome == expected
+
+
+@pytest.mark.parametrize("cond,licence,expected", [
+    ('require "US" in [card.license]', None, INDETERMINATE),  # `"US" == unknown`
+    ('require "US" not in [card.license]', None, INDETERMINATE),
+    ('require "US" in [card.license, "US"]', None, PASS),  # found: decided whatever the unknown is
+    ('require "US" not in [card.license, "US"]', None, FAIL),
+    ('require "US" in [card.license]', "US", PASS),
+    ('require "US" in [card.license]', "mit", FAIL),
+])
+def test_membership_in_a_list_holding_an_unknown(catalogue, cond, licence, expected):
+    facts = {"card": {} if licence is None else {"license": licence}}
+    assert outcome_of(cond, facts, catalogue).outcome == expected
+
+
+@pytest.mark.parametrize("kinds,cond,expected", [
+    # One backbone known: at least one, whatever the unknown component is.
+    (["language_model", None], "count(c in components where c.kind in backbone) >= 1", PASS),
+    (["language_model", None], "1 <= count(c in components where c.kind in backbone)", PASS),
+    (["language_model", None], "count(c in components where c.kind in backbone) == 1", INDETERMINATE),
+    (["language_model", None], "count(c in components where c.kind in backbone) > 2", FAIL),
+    (["language_model", None], "count(c in components where c.kind in backbone) != 3", PASS),
+    (["head", None], "count(c in components where c.kind in backbone) >= 1", INDETERMINATE),
+    (["head", "head"], "count(c in components where c.kind in backbone) >= 1", FAIL),
+    (["language_model", None], "count(c in components where c.kind in backbone) + 0 >= 1", INDETERMINATE),
+])
+def test_a_count_is_decided_when_its_unknown_items_cannot_change_the_answer(catalogue, kinds, cond, expected):
+    params = 'param backbone: list[string] = ["language_model"]\n  "kinds"\n'
+    facts = {"components": [{"name": f"c{i}"} | ({} if k is None else {"kind": k}) for i, k in enumerate(kinds)]}
+    res = outcome_of(f"require {cond}", facts, catalogue, params)
+    assert res.outcome == expected
+    if expected == INDETERMINATE and "+" not in cond:
+        assert res.unknown == ("components[1].kind",)
+
+
+def test_division_by_zero_is_named_as_what_left_the_rule_open(catalogue):
+    res = outcome_of("require model.parameters / (trail.checkpoints - 6) > 0",
+                     {"model": {"parameters": 10}, "trail": {"checkpoints": 6}}, catalogue)
+    assert res.outcome == INDETERMINATE and res.unknown == ()
+    assert res.message == "cannot decide: it divides by zero"
+    res = outcome_of("require model.parameters / trail.checkpoints > 0",
+                     {"model": {"parameters": 10}, "trail": {}}, catalogue)
+    assert res.message == "cannot decide: `trail.checkpoints` unknown"
+
+
+def test_items_of_a_list_of_values_are_evidence(catalogue):
+    params = 'param banned: list[string] = ["Banned Lab"]\n  "banned"\n'
+    res = outcome_of("forbid any m in declared.members: m in banned",
+                     {"declared": {"members": ["Hanbit Labs", "Banned Lab"]}}, catalogue, params)
+    assert res.outcome == FAIL and res.witnesses == ("declared.members[1]",)
+    assert [(e.path, e.value, e.detector) for e in res.evidence] == [
+        ("declared.members[1]", "Banned Lab", "manifest@1")]
+    # Items of a parameter's list are not facts: no evidence.
+    res = outcome_of("forbid any k in banned: k in declared.members",
+                     {"declared": {"members": ["Banned Lab"]}}, catalogue, params)
+    assert res.outcome == FAIL and [e.path for e in res.evidence] == ["declared.members"]
