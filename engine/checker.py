@@ -618,17 +618,16 @@ def coerce_param_value(name: str, text: str, params: dict[str, CheckedParam]) ->
         raise ValueError(f"unknown parameter `{name}`" + (
             f"; {did_you_mean(name, params)}" if did_you_mean(name, params) else ""))
     param = params[name]
-    try:
-        expr = parse_expression(text, f"--set {name}")
-    except PolicyError:
-        if param.type.kind == "string":  # a bare word is a text
-            return text
-        raise ValueError(f"`{text}` is not a value for parameter `{name}` ({param.type_name})") from None
-    if param.type.kind == "string" and isinstance(expr, ast.Path) and not expr.fields:
-        return text
-    value = plain_value(expr)
-    if value is _NOT_CONSTANT:
-        raise ValueError(f"`{text}` is not a plain value for parameter `{name}` ({param.type_name})")
+    if param.type.kind == "string" and not text.lstrip().startswith('"'):
+        value: Any = text  # a text as typed (`apache-2.0`, `1.0`, `true`); quote it to write escapes
+    else:
+        try:
+            expr = parse_expression(text, f"--set {name}")
+        except PolicyError:
+            raise ValueError(f"`{text}` is not a value for parameter `{name}` ({param.type_name})") from None
+        value = plain_value(expr)
+        if value is _NOT_CONSTANT:
+            raise ValueError(f"`{text}` is not a plain value for parameter `{name}` ({param.type_name})")
     problem = type_problem(value, param.type)
     if problem:
         raise ValueError(f"parameter `{name}` is a {param.type_name}, but the value {problem}")

@@ -275,3 +275,20 @@ def test_a_message_names_the_variable_only_when_items_fail_the_rule(catalogue, c
     assert (diags == []) is ok
     if not ok:
         assert [(d.code, d.span.text) for d in diags] == [("no_witness", "c.name")]
+
+
+@pytest.mark.parametrize("typed,value", [
+    ("apache-2.0", "apache-2.0"),  # a licence id is a text as typed
+    ("cc-by-4.0", "cc-by-4.0"),
+    ("1.0", "1.0"),
+    ("true", "true"),
+    ("a b", "a b"),
+    ('"quoted \\"text\\""', 'quoted "text"'),  # quoted: the language's escapes
+])
+def test_a_text_parameter_takes_what_is_typed(catalogue, typed, value):
+    from engine.checker import coerce_param_value
+    policy = check_text(HEADER + 'param lic: string = "mit"\n  "a licence"\n'
+                        'rule r {\n  level advisory\n  cite "c"\n  require card.license == lic\n  message "m"\n}\n',
+                        catalogue)
+    assert coerce_param_value("lic", typed, policy.params) == value
+
