@@ -131,7 +131,7 @@ def _template(t: ast.Template) -> str:
         if isinstance(part, str):
             out.append(format_string(part, template=True)[1:-1])
         else:
-            out.append("{" + format_expr(part) + "}")
+            out.append("{" + format_expr(part).replace('"', '\\"') + "}")  # a text in a hole: \"…\"
     return '"' + "".join(out) + '"'
 
 

@@ -84,7 +84,7 @@ def parse_template(raw: str, source: Source, offset: int) -> ast.Template:
             i += 2
             continue
         if ch == "{":
-            end = raw.find("}", i + 1)
+            end = _hole_end(raw, i + 1)
             if end < 0:
                 raise PolicyError([Diagnostic(
                     "unclosed_placeholder", "a `{` in this message is not closed with `}`",
@@ -108,12 +108,44 @@ def parse_template(raw: str, source: Source, offset: int) -> ast.Template:
     return ast.Template(tuple(parts), raw, Span(source, offset - 1, offset + len(raw) + 1))
 
 
+def _hole_end(raw: str, start: int) -> int:
+    """Where the `{` hole starting at `start` closes: the first `}` outside the texts
+    it quotes with `\"` (-1: nowhere)."""
+    quoted = False
+    i = start
+    while i < len(raw):
+        if raw.startswith('\\"', i):
+            quoted = not quoted
+            i += 2
+            continue
+        if raw[i] == "}" and not quoted:
+            return i
+        i += 1
+    return -1
+
+
+def _unquote_hole(inner: str) -> str:
+    """A hole as an expression: a text in it is written `\"like this\"` (the message is
+    itself quoted). Each `\"` becomes a quote and a space, on the side away from the
+    text, so every offset stays where it is in the file."""
+    out, quoted, i = [], False, 0
+    while i < len(inner):
+        if inner.startswith('\\"', i):
+            out.append('"' + " " if quoted else " " + '"')
+            quoted = not quoted
+            i += 2
+        else:
+            out.append(inner[i])
+            i += 1
+    return "".join(out)
+
+
 def _parse_hole(inner: str, source: Source, offset: int) -> ast.Expr:
     if not inner.strip():
         raise PolicyError([Diagnostic("empty_placeholder", "`{}` names no fact",
                                       Span(source, offset - 1, offset + 1))])
     # Parse the hole in place, so spans point into the policy file itself.
-    padded = " " * offset + inner
+    padded = " " * offset + _unquote_hole(inner)
     try:
         tree = _lark().parse(padded, start="expr")
     except UnexpectedInput as err:

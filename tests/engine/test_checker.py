@@ -292,3 +292,12 @@ def test_a_text_parameter_takes_what_is_typed(catalogue, typed, value):
                         catalogue)
     assert coerce_param_value("lic", typed, policy.params) == value
 
+
+
+def test_a_mistake_in_a_message_hole_that_quotes_a_text_is_underlined_in_place(catalogue):
+    text = HEADER + ('rule r {\n  level advisory\n  cite "c"\n  require true\n'
+                     '  message "x {tokenizer.orign otherwise \\"none\\"} y"\n}\n')
+    (diag,) = [d for d in diagnostics_of(text, catalogue) if d.code == "unknown_fact"]
+    line = text.splitlines()[diag.span.line_col[0] - 1]
+    start = diag.span.line_col[1] - 1
+    assert diag.span.text == "orign" and line[start:start + 5] == "orign"

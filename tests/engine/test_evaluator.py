@@ -333,3 +333,10 @@ def test_items_of_a_list_of_values_are_evidence(catalogue):
     res = outcome_of("forbid any k in banned: k in declared.members",
                      {"declared": {"members": ["Banned Lab"]}}, catalogue, params)
     assert res.outcome == FAIL and [e.path for e in res.evidence] == ["declared.members"]
+
+
+@pytest.mark.parametrize("origin,shown", [("US", "origin: US"), (None, "origin: none {of it}")])
+def test_a_message_hole_may_quote_a_text(catalogue, origin, shown):
+    text = HEADER + rule("forbid true", message='origin: {tokenizer.origin otherwise \\"none {of it}\\"}')
+    facts = {"tokenizer": {} if origin is None else {"origin": origin}}
+    assert evaluate_policy(check_text(text, catalogue), sheet(facts, catalogue)).rules[0].message == shown
