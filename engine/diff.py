@@ -9,6 +9,7 @@ from typing import Any, Iterable, Literal, Optional
 from pydantic import Field
 
 from .checker import CheckedPolicy, CheckedRule
+from . import markdown as md
 from .diagnostics import printable
 from .evaluator import Program
 from .facts import FactSheet
@@ -216,7 +217,7 @@ def render_diff_markdown(diff: dict, limit: int = 200) -> str:
     old, new = diff["old"], diff["new"]
     s = diff["summary"]
     lines = [
-        f"# Verdicts from `{old['id']}` {old['version']} to {new['version']}",
+        f"# Verdicts from {md.code(old['id'])} {md.text(old['version'])} to {md.text(new['version'])}",
         "",
         f"{s['verdicts_changed']} of {s['sheets']} fact sheets change verdict.",
         "",
@@ -226,17 +227,17 @@ def render_diff_markdown(diff: dict, limit: int = 200) -> str:
     lines += ["", "## Rules", "", "| rule | change | details | outcomes changed |", "|---|---|---|---|"]
     for r in diff["rules"]:
         moved = s["rule_outcomes_changed"].get(r["id"], {})
-        lines.append(f"| `{r['id']}` | {r['change']} | {'; '.join(r['details'])} | "
+        lines.append(f"| {md.code(r['id'])} | {r['change']} | {md.cell('; '.join(r['details']))} | "
                      f"{', '.join(f'{k}: {v}' for k, v in moved.items())} |")
     shown = [x for x in diff["sheets"] if x["verdict_changed"]][:limit]
     if shown:
         lines += ["", "## Sheets that change verdict", ""]
         for x in shown:
-            lines.append(f"- `{printable(x['sheet'])}` ({printable(str(x['subject']))}): {x['old']} → {x['new']}")
+            lines.append(f"- {md.code(x['sheet'])} ({md.text(str(x['subject']))}): {x['old']} → {x['new']}")
             for r in _deciding(x["rules"]):
-                why = "; ".join(r["why"])
-                msg = f" — {printable(r['message'])}" if r.get("message") else ""
-                lines.append(f"  - `{r['id']}` {r['old'] or 'absent'} → {r['new'] or 'absent'} ({why}){msg}")
+                why = md.text("; ".join(r["why"]))
+                msg = f" — {md.text(r['message'])}" if r.get("message") else ""
+                lines.append(f"  - {md.code(r['id'])} {r['old'] or 'absent'} → {r['new'] or 'absent'} ({why}){msg}")
         rest = s["verdicts_changed"] - len(shown)
         if rest > 0:
             lines.append(f"- … and {rest} more (see `--format json`)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import ast
+from . import ast, markdown as md
 from .catalogue import FactCatalogue
 from .checker import FUNCTIONS, CheckedPolicy
 from .formatter import format_expr, precedence
@@ -16,7 +16,7 @@ _COMPARE_WORDS = {
 
 
 def _code(text: str) -> str:
-    return f"`{text}`"
+    return md.code(text)
 
 
 class _Words:
@@ -34,7 +34,7 @@ class _Words:
     def _Literal(self, e: ast.Literal) -> str:
         if isinstance(e.value, bool):
             return "true" if e.value else "false"
-        return format_expr(e)
+        return md.text(format_expr(e))
 
     def _ListLit(self, e: ast.ListLit) -> str:
         return "[" + ", ".join(self.say(i) for i in e.items) + "]"
@@ -42,7 +42,7 @@ class _Words:
     def _Path(self, e: ast.Path) -> str:
         if not e.fields and e.root in self.policy.params:
             p = self.policy.params[e.root]
-            return f"{_code(e.root)} ({_value(p.default)})"
+            return f"{_code(e.root)} ({_code(_value(p.default))})"
         return _code(e.dotted)
 
     def _Not(self, e: ast.Not) -> str:
@@ -123,14 +123,14 @@ def _titles(titles: tuple[ast.Title, ...]) -> list[str]:
 def render_policy(policy: CheckedPolicy, catalogue: FactCatalogue) -> str:
     """The criteria document of a checked policy, in Markdown."""
     titles = _titles(policy.titles) or [policy.id]
-    lines = [f"# {titles[0]}", ""]
-    lines += [f"*{t}*  " for t in titles[1:]]
+    lines = [f"# {md.text(titles[0])}", ""]
+    lines += [f"*{md.text(t)}*  " for t in titles[1:]]
     lines += [
         "",
-        f"Policy `{policy.id}`, version `{policy.version}`"
-        + (f", effective {policy.effective}" if policy.effective else "")
-        + (f"; extends version `{policy.extends}`" if policy.extends else "")
-        + (f"; supersedes `{policy.supersedes}`" if policy.supersedes else "") + ".",
+        f"Policy {_code(policy.id)}, version {_code(policy.version)}"
+        + (f", effective {md.text(policy.effective)}" if policy.effective else "")
+        + (f"; extends version {_code(policy.extends)}" if policy.extends else "")
+        + (f"; supersedes {_code(policy.supersedes)}" if policy.supersedes else "") + ".",
         f"Digest `{policy.digest}`.",
         "",
         "A model is **not recognised** when a *blocking* criterion fails; it is **undecided** when a "
@@ -142,31 +142,33 @@ def render_policy(policy: CheckedPolicy, catalogue: FactCatalogue) -> str:
     for n, checked in enumerate(policy.rules, 1):
         rule = checked.rule
         names = _titles(rule.titles) or [rule.id]
-        lines += ["", f"### {n}. {names[0]}", ""]
-        lines += [f"*{t}*  " for t in names[1:]]
+        lines += ["", f"### {n}. {md.text(names[0])}", ""]
+        lines += [f"*{md.text(t)}*  " for t in names[1:]]
         if len(names) > 1:
             lines.append("")
         lines += [
-            f"- Rule `{rule.id}` · {'**blocking**' if checked.level == 'blocking' else 'advisory'}"
-            + (f" · since version `{rule.origin}`" if rule.origin else ""),
+            f"- Rule {_code(rule.id)} · {'**blocking**' if checked.level == 'blocking' else 'advisory'}"
+            + (f" · since version {_code(rule.origin)}" if rule.origin else ""),
         ]
         if rule.cite:
-            lines.append(f"- Source: {rule.cite}")
+            lines.append(f"- Source: {md.text(rule.cite)}")
         lines += ["", describe_condition(rule, policy)]
         for note in rule.notes:
-            lines += ["", f"> {note}"]
+            lines += ["", f"> {md.text(note)}"]
     if policy.params:
         lines += ["", "## Parameters", "", "| parameter | value | meaning |", "|---|---|---|"]
         for name, p in sorted(policy.params.items()):
-            lines.append(f"| `{name}` | {_value(p.default)} | {(p.doc or '').replace('|', '/')} |")
+            value = _value(p.default)
+            value = _code(value).replace("|", "\\|") if p.default != () else value  # a `|` ends a cell, even in code
+            lines.append(f"| {_code(name)} | {value} | {md.cell(p.doc or '')} |")
     used = sorted({f for r in policy.rules for f in r.facts_used})
     if used:
         lines += ["", "## Facts the criteria read", "", "| fact | meaning | detector |", "|---|---|---|"]
         for path in used:
             spec = catalogue.spec(path) or catalogue.spec(path + "[]")
             doc = spec.doc if spec else ""
-            lines.append(f"| `{path}` | {doc.replace('|', '/')} | {spec.detector if spec else ''} |")
+            lines.append(f"| {_code(path)} | {md.cell(doc)} | {md.cell(spec.detector if spec else '')} |")
     lines += ["", "## Functions", ""]
-    lines += [f"- `{f.name}`: {f.doc}" for f in sorted(FUNCTIONS.values(), key=lambda f: f.name)
+    lines += [f"- {_code(f.name)}: {md.text(f.doc)}" for f in sorted(FUNCTIONS.values(), key=lambda f: f.name)
               if any(f"{f.name}(" in format_expr(r.rule.condition) for r in policy.rules)] or ["(none used)"]
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import markdown as md
 from .diagnostics import printable
 from .evaluator import Evaluation, format_value
 from .facts import canonical_json
@@ -134,48 +135,45 @@ _MARK = {"pass": "✅ pass", "fail": "❌ fail", "indeterminate": "❔ indetermi
 
 def render_markdown(report: dict) -> str:
     p = report["policy"]
-    subject = _md_cell(str(report["subject"].get("name", "?")))
+    subject = md.text(str(report["subject"].get("name", "?")))
     lines = [
         f"# {subject}: {report['verdict'].upper()}",
         "",
-        f"Policy `{p['id']}` version `{p['version']}`" + (f" — {p['title']}" if p.get("title") else ""),
+        f"Policy {md.code(p['id'])} version {md.code(p['version'])}"
+        + (f" — {md.text(p['title'])}" if p.get("title") else ""),
         "",
         f"- policy digest: `{p['digest']}`",
         f"- fact sheet digest: `{report['facts_digest']}`",
         f"- report digest: `{report['report_digest']}`",
     ]
     if report["overrides"]:
-        lines.append("- parameters set: " + ", ".join(f"`{k} = {_md_value(v)}`"
+        lines.append("- parameters set: " + ", ".join(md.code(f"{k} = {_md_value(v)}")
                                                     for k, v in report["overrides"].items()))
     s = report["summary"]
     lines += ["", f"{s['fail']} failed, {s['indeterminate']} indeterminate, {s['pass']} passed.", "",
               "| rule | level | outcome | why |", "|---|---|---|---|"]
     for r in report["rules"]:
         why = r["message"] or (r.get("title") or "")
-        lines.append(f"| `{r['id']}` | {r['level']} | {_MARK[r['outcome']]} | {_md_cell(why)} |")
+        lines.append(f"| {md.code(r['id'])} | {r['level']} | {_MARK[r['outcome']]} | {md.cell(why)} |")
     for r in report["rules"]:
-        lines += ["", f"## `{r['id']}` — {_MARK[r['outcome']]}", ""]
+        lines += ["", f"## {md.code(r['id'])} — {_MARK[r['outcome']]}", ""]
         if r.get("title"):
-            lines.append(f"**{r['title']}**  ")
-        lines.append(f"Level: {r['level']}" + (f" · Source: {r['cite']}" if r.get("cite") else ""))
+            lines.append(f"**{md.text(r['title'])}**  ")
+        lines.append(f"Level: {r['level']}" + (f" · Source: {md.text(r['cite'])}" if r.get("cite") else ""))
         if r["message"]:
-            lines += ["", printable(r["message"])]
+            lines += ["", md.paragraph(r["message"])]
         if r["params"]:
-            lines += ["", "Parameters: " + ", ".join(f"`{k} = {_md_value(v)}`" for k, v in r["params"].items())]
+            lines += ["", "Parameters: " + ", ".join(md.code(f"{k} = {_md_value(v)}") for k, v in r["params"].items())]
         if r["evidence"]:
             lines += ["", "| fact | value | detector | method |", "|---|---|---|---|"]
             for e in r["evidence"]:
-                lines.append(f"| `{e['path']}` | {_md_cell(format_value(e['value']))} | {e['detector'] or ''} | "
-                             f"{e['method'] or ''} |")
+                lines.append(f"| {md.code(e['path'])} | {md.cell(format_value(e['value']))} | "
+                             f"{md.cell(e['detector'] or '')} | {md.cell(e['method'] or '')} |")
     return "\n".join(lines) + "\n"
 
 
 def _md_value(v: Any) -> str:
     return json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else f'"{v}"'
-
-
-def _md_cell(text: str) -> str:
-    return printable(text, breaks=True).replace("|", "\\|")
 
 
 def render_html(report: dict) -> str:

@@ -831,8 +831,22 @@ def test_what_a_submission_writes_is_shown_as_written_never_as_markup_or_termina
         run = cli("check", path, "--policy", V2, "--format", fmt)
         assert run.code == 1
         assert "\x1b" not in run.out and "\x07" not in run.out, fmt
-        assert "\\x1b[2J" in run.out, fmt
+        # Markdown escapes the backslash and bracket too, so it shows as written.
+        assert ("\\\\x1b\\[2J" if fmt == "markdown" else "\\x1b[2J") in run.out, fmt
     table = cli("check", path, "--policy", V2).out
     assert "[bold green]PASS[/]" in table and "m[red]x\\x07" in table  # shown literally
     report = json.loads(cli("check", path, "--policy", V2, "--format", "json").out)
     assert any("lm\x1b[2J[bold green]PASS[/]" in r["message"] for r in report["rules"])  # the data, exact
+
+
+def test_markdown_shows_html_and_markup_a_team_writes_as_text(cli, tmp_path):
+    data = json.loads((ROOT / sheet("non-commercial-licence")).read_text(encoding="utf-8"))
+    data["facts"]["declared"]["components"][0].update(name="<img src=x onerror=alert(1)> *big* | [l](u)",
+                                                     license="cc-by-nc")
+    data["subject"]["name"] = "# heading?"
+    path = tmp_path / "html.json"
+    path.write_text(json.dumps(data))
+    out = cli("check", path, "--policy", V2, "--format", "markdown").out
+    assert re.search(r"(?<!\\)<img", out) is None and "\\<img src=x onerror=alert(1)\\>" in out
+    assert "\\*big\\* \\| \\[l\\](u)" in out
+    assert out.startswith("# # heading?: FAIL")  # text after the heading's own `# `

@@ -40,3 +40,41 @@ def words(cond: str, catalogue, params: str = "") -> str:
 ])
 def test_words_group_as_the_condition_does(catalogue, cond, expected):
     assert words(cond, catalogue) == expected
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("plain 텍스트, (ok).", "plain 텍스트, (ok)."),
+    ("*a* _b_ `c` [d](e) <f> & | ~ \\", "\\*a\\* \\_b\\_ \\`c\\` \\[d\\](e) \\<f\\> \\& \\| \\~ \\\\"),
+    ("two\nlines", "two lines"),
+])
+def test_markdown_text_shows_as_written(value, expected):
+    from engine import markdown as md
+    assert md.text(value) == expected
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("# not a heading", "\\# not a heading"), ("- not a list", "\\- not a list"),
+    ("1. not a list", "1\\. not a list"), ("> no quote", "\\> no quote"), ("fine", "fine"),
+])
+def test_markdown_paragraph_starts_as_text(value, expected):
+    from engine import markdown as md
+    assert md.paragraph(value) == expected
+
+
+@pytest.mark.parametrize("value,expected", [("a", "`a`"), ("a`b", "``a`b``"), ("`a", "`` `a ``")])
+def test_markdown_code_holds_any_backticks(value, expected):
+    from engine import markdown as md
+    assert md.code(value) == expected
+
+
+def test_rendered_document_shows_policy_text_as_written(catalogue):
+    from engine.render import render_policy
+    text = ('policy "t"\nversion "1"\ntitle ko "원천성 *초안*"\n'
+            'param sep: string = "a|b"\n  "separator\\nsecond <b>line</b>"\n'
+            'rule r {\n  title en "A *rule*"\n  level blocking\n  cite "c | d"\n  note "see <here>"\n'
+            '  require card.license != sep\n  message "m"\n}\n')
+    doc = render_policy(check_text(text, catalogue), catalogue)
+    assert "# 원천성 \\*초안\\*" in doc
+    assert '| `sep` | `"a\\|b"` | separator second \\<b\\>line\\</b\\> |' in doc
+    assert "### 1. A \\*rule\\*" in doc and "- Source: c \\| d" in doc and "> see \\<here\\>" in doc
+    assert 'Required: `card.license` is not `sep` (`"a|b"`).' in doc
