@@ -174,7 +174,7 @@ class _Ctx:
     """One sheet's evaluation: its facts, the current rule's trace of fact reads (their
     paths, in the order read), and what its rules share."""
 
-    __slots__ = ("facts", "trace", "owners", "reads", "shown", "hidden", "joins", "divided_by_zero")
+    __slots__ = ("facts", "trace", "owners", "reads", "shown", "hidden", "joins", "no_value")
 
     def __init__(self, facts: dict, owners: Mapping[str, str | None]) -> None:
         self.facts = facts
@@ -184,7 +184,8 @@ class _Ctx:
         self.shown: dict[str, Evidence | None] | None = None  # see `_show`
         self.hidden = False  # whether some path read holds a group or a list (see `_show`)
         self.joins: dict[tuple, tuple] = {}  # see `_joined`
-        self.divided_by_zero: list | None = None  # the trace of the rule that last divided by zero
+        # Arithmetic that gave no value (a division by zero): (the rule's trace, why)
+        self.no_value: tuple[list, str] | None = None
 
 
 def _show(ctx: _Ctx) -> dict[str, Evidence | None]:
@@ -396,8 +397,8 @@ def _explain(rule: _CompiledRule, value: Any, ctx: _Ctx, trace: list, message: t
         unknown = _unknown(trace, ctx.reads)
         if unknown:
             text = "cannot decide: `" + "`, `".join(unknown) + "` unknown"
-        elif ctx.divided_by_zero is whole:
-            text = "cannot decide: it divides by zero"
+        elif ctx.no_value is not None and ctx.no_value[0] is whole:
+            text = "cannot decide: " + ctx.no_value[1]
         else:
             text = "cannot decide: a fact it needs is unknown"
     return RuleResult(rule, outcome, text, tuple([prefixes[i] for i in chosen]), trace, ctx)
@@ -695,15 +696,19 @@ class _Compiler:
             b = right(ctx, env)
             if a is None or b is None:
                 return None
-            if op == "+":
-                return a + b
-            if op == "-":
-                return a - b
-            if op == "*":
-                return a * b
-            if b:
-                return a / b
-            ctx.divided_by_zero = ctx.trace  # no value; the rule's explanation says why
+            try:
+                if op == "+":
+                    return a + b
+                if op == "-":
+                    return a - b
+                if op == "*":
+                    return a * b
+                if b:
+                    return a / b
+            except OverflowError:
+                ctx.no_value = (ctx.trace, "a number grows beyond what it can compute")
+                return None
+            ctx.no_value = (ctx.trace, "it divides by zero")  # no value; the rule's explanation says why
             return None
         return arith
 

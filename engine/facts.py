@@ -120,10 +120,18 @@ def parse_json_bytes(data: bytes, name: str) -> Any:
     except UnicodeDecodeError as err:
         raise InputError(name, f"byte {err.start}", "is not valid UTF-8") from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+                          parse_int=_bounded_int)
     except _NotJsonNumber as err:
         where = _position(text, re.compile(r"(?<![\w\"])(-?Infinity|NaN)(?![\w\"])"))
         raise InputError(f"{name}{where}", None, f"invalid JSON: `{err.args[0]}` is not a JSON number") from None
+    except _TooLong as err:
+        where = _position(text, re.compile(r"(?<![\w\".])" + re.escape(err.args[0]) + r"(?![\w.])"))
+        raise InputError(f"{name}{where}", None,
+                         f"a whole number of {len(err.args[0].lstrip('-'))} digits; at most {_MAX_DIGITS} are read") \
+            from None
+    except RecursionError:
+        raise InputError(name, None, "invalid JSON: it nests too deeply") from None
     except json.JSONDecodeError as err:
         raise InputError(f"{name}:{err.lineno}:{err.colno}", None, f"invalid JSON: {err.msg.lower()}") from None
     except _DuplicateKey as err:
@@ -161,6 +169,21 @@ class _NotJsonNumber(ValueError):
 
 def _no_constants(name):
     raise _NotJsonNumber(name)
+
+
+# No count, size or seed a fact sheet holds comes near this; longer numbers are refused
+# before Python turns them into integers (which it limits to 4,300 digits).
+_MAX_DIGITS = 40
+
+
+class _TooLong(ValueError):
+    """A whole number longer than any fact holds."""
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits) > _MAX_DIGITS + (digits[0] == "-"):
+        raise _TooLong(digits)
+    return int(digits)
 
 
 def format_json_path(loc: tuple) -> str:

@@ -340,3 +340,10 @@ def test_a_message_hole_may_quote_a_text(catalogue, origin, shown):
     text = HEADER + rule("forbid true", message='origin: {tokenizer.origin otherwise \\"none {of it}\\"}')
     facts = {"tokenizer": {} if origin is None else {"origin": origin}}
     assert evaluate_policy(check_text(text, catalogue), sheet(facts, catalogue)).rules[0].message == shown
+
+
+def test_arithmetic_beyond_floating_point_leaves_the_rule_open_and_says_why(catalogue):
+    big = "model.parameters * model.parameters"
+    res = outcome_of(f"require {' * '.join([big] * 6)} / 3 > 1", {"model": {"parameters": 10**38}}, catalogue)
+    assert res.outcome == INDETERMINATE
+    assert res.message == "cannot decide: a number grows beyond what it can compute"

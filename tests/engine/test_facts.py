@@ -385,3 +385,23 @@ def test_validation_keeps_the_facts_as_written(catalogue):
     assert sheet.facts == data["facts"]
     assert sheet.subject == data["subject"]
     assert [d["name"] for d in sheet.detectors] == ["card", "config", "manifest", "tokenizer", "trail", "weights"]
+
+
+@pytest.mark.parametrize("number,digits", [("9" * 5000, 5000), ("-" + "1" * 41, 41)])
+def test_a_number_longer_than_any_fact_is_one_clear_problem(number, digits):
+    from engine.facts import parse_json_bytes
+    text = '{"facts": {"model": {"parameters": ' + number + "}}}"
+    with pytest.raises(InputError) as err:
+        parse_json_bytes(text.encode(), "big.json")
+    assert str(err.value) == f"big.json:1:36: a whole number of {digits} digits; at most 40 are read"
+
+
+def test_a_seed_of_128_bits_is_read():
+    from engine.facts import parse_json_bytes
+    assert parse_json_bytes(b'{"seed": 340282366920938463463374607431768211455}', "s.json") == {"seed": 2**128 - 1}
+
+
+def test_json_nested_too_deeply_is_one_clear_problem():
+    from engine.facts import parse_json_bytes
+    with pytest.raises(InputError, match="nests too deeply"):
+        parse_json_bytes(b"[" * 100_000 + b"]" * 100_000, "deep.json")
