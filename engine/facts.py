@@ -128,7 +128,7 @@ def parse_json_bytes(data: bytes, name: str) -> Any:
     except _TooLong as err:
         where = _position(text, re.compile(r"(?<![\w\".])" + re.escape(err.args[0]) + r"(?![\w.])"))
         raise InputError(f"{name}{where}", None,
-                         f"a whole number of {len(err.args[0].lstrip('-'))} digits; at most {_MAX_DIGITS} are read") \
+                         f"a whole number of {len(err.args[0].lstrip('-'))} digits; at most {MAX_DIGITS} are read") \
             from None
     except RecursionError:
         raise InputError(name, None, "invalid JSON: it nests too deeply") from None
@@ -173,7 +173,7 @@ def _no_constants(name):
 
 # No count, size or seed a fact sheet holds comes near this; longer numbers are refused
 # before Python turns them into integers (which it limits to 4,300 digits).
-_MAX_DIGITS = 40
+MAX_DIGITS = 40
 
 
 class _TooLong(ValueError):
@@ -181,7 +181,7 @@ class _TooLong(ValueError):
 
 
 def _bounded_int(digits: str) -> int:
-    if len(digits) > _MAX_DIGITS + (digits[0] == "-"):
+    if len(digits) > MAX_DIGITS + (digits[0] == "-"):
         raise _TooLong(digits)
     return int(digits)
 

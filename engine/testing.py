@@ -28,7 +28,7 @@ from .catalogue import FactCatalogue
 from .checker import CheckedPolicy, type_problem
 from .diagnostics import InputError, did_you_mean
 from .evaluator import prepare_policy
-from .facts import FACTS_SCHEMA_ID, validate_fact_sheet
+from .facts import FACTS_SCHEMA_ID, MAX_DIGITS, validate_fact_sheet
 from .files import read_text
 from .loader import load_policy
 from .source import Source
@@ -99,7 +99,12 @@ class _Located:
             where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
             problem = getattr(err, "problem", None) or str(err)
             raise InputError(where, None, f"invalid YAML: {problem}") from None
-        self.data = self._build(node, ()) if node is not None else None
+        except RecursionError:
+            raise InputError(name, None, "invalid YAML: it nests too deeply") from None
+        try:
+            self.data = self._build(node, ()) if node is not None else None
+        except RecursionError:
+            raise InputError(name, None, "invalid YAML: it nests too deeply") from None
 
     # The plain YAML types; `!!python/...` and every other tag are refused.
     _PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq"))
@@ -131,6 +136,11 @@ class _Located:
         # arbitrary Python objects from tags.
         if not isinstance(node, yaml.ScalarNode):
             raise InputError(f"{self.name}:{node.start_mark.line + 1}", None, "a key must be plain text")
+        digits = sum(c.isdigit() for c in node.value)
+        if node.tag == "tag:yaml.org,2002:int" and digits > MAX_DIGITS:
+            # (refused before Python turns it into an integer, which it limits to 4,300 digits)
+            raise InputError(f"{self.name}:{node.start_mark.line + 1}", None,
+                             f"a whole number of {digits} digits; at most {MAX_DIGITS} are read")
         try:
             return self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError as err:

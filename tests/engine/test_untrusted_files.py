@@ -99,3 +99,26 @@ def test_a_fact_sheet_that_is_no_object(tmp_path, capsys, value):
     path.write_text(json.dumps(value))
     code, err = run_cli(["check", str(path), "--policy", str(V2)], capsys)
     assert code == 2 and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind,body,problem", [
+    ("sheet", '{"schema": "originality.facts/1", "facts": {"model": {"parameters": ' + "9" * 5000 + "}}}",
+     "a whole number of 5000 digits"),
+    ("sheet", "[" * 50_000 + "]" * 50_000, "nests too deeply"),
+    ("test", "policy: 2.0-draft.policy\nfixtures:\n  a: {model: {parameters: " + "9" * 5000 + "}}\n",
+     "a whole number of 5000 digits"),
+    ("test", "policy: 2.0-draft.policy\nfixtures:\n  a: " + "[" * 5000 + "]" * 5000 + "\n", "nests too deeply"),
+])
+def test_numbers_and_nesting_past_pythons_own_limits(tmp_path, capsys, kind, body, problem):
+    if kind == "sheet":
+        path = tmp_path / "facts.json"
+        args = ["check", str(path), "--policy", str(V2)]
+    else:
+        for name in ("1.0.policy", "2.0-draft.policy"):
+            (tmp_path / name).write_bytes((V2.parent / name).read_bytes())
+        path = tmp_path / "2.0-draft.test.yaml"
+        args = ["test", str(path)]
+    path.write_text(body, encoding="utf-8")
+    code, err = run_cli(args, capsys)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert str(path) in err and problem in err and "internal error" not in err
