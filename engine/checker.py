@@ -140,6 +140,8 @@ def merge_chain(chain: Sequence[ast.Policy], diags: list[Diagnostic]) -> _Merged
                     f"{params[p.name][1].version}; a revision cannot make it a {p.type.name}",
                     p.type.span))
                 continue
+            if p.doc is None and p.name in params:  # a new default keeps the meaning said before
+                p = dataclasses.replace(p, doc=params[p.name][0].doc)
             params[p.name] = (p, policy)
         own_rules: set[str] = set()
         for r in policy.rules:
@@ -195,6 +197,10 @@ def check_policy(chain: Sequence[ast.Policy], catalogue: FactCatalogue) -> Check
         if name not in used and name in params:
             diags.append(Diagnostic("unused_param", f"parameter `{name}` is not used by any rule",
                                     p.name_span, severity="warning"))
+    if not any(r.level == "blocking" for r in rules) and not any(d.severity == "error" for d in diags):
+        diags.append(Diagnostic("no_blocking_rule", "no rule is blocking: every model passes this policy",
+                                leaf.header_spans.get("version") or leaf.header_spans.get("policy"),
+                                severity="warning", help="make a rule `level blocking`" if rules else None))
     errors = [d for d in diags if d.severity == "error"]
     if errors:
         raise PolicyError(diags)

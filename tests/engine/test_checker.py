@@ -301,3 +301,41 @@ def test_a_mistake_in_a_message_hole_that_quotes_a_text_is_underlined_in_place(c
     line = text.splitlines()[diag.span.line_col[0] - 1]
     start = diag.span.line_col[1] - 1
     assert diag.span.text == "orign" and line[start:start + 5] == "orign"
+
+
+def test_a_version_file_holds_the_version_it_is_named_for(tmp_path, catalogue):
+    copied = write(tmp_path, "2.0.policy", BASE)  # a copy of 1.0 whose `version` was not edited
+    (d,) = load_policy(copied, catalogue).warnings
+    assert (d.code, d.severity, d.span.text) == ("version_not_file_name", "warning", '"1.0"')
+    assert d.help == 'rename the file `1.0.policy`, or say `version "2.0"`'
+    # In a chain, the parent is held to it as well.
+    write(tmp_path, "1.0.policy", BASE.replace('version "1.0"', 'version "7"'))
+    child = write(tmp_path, "3.0.policy", 'policy "p"\nversion "3.0"\nextends "1.0"\n')
+    assert [d.code for d in load_policy(child, catalogue).warnings] == ["version_not_file_name"]
+    # A scratch file outside any chain may say what it likes.
+    assert load_policy(write(tmp_path, "draft.policy", BASE), catalogue).warnings == ()
+
+
+@pytest.mark.parametrize("target", ["../other/1.0", "sub/1.0", "..", "a\\\\b"])
+def test_extends_names_a_version_beside_the_file_not_a_path(tmp_path, catalogue, target):
+    (tmp_path / "other").mkdir()
+    write(tmp_path / "other", "1.0.policy", BASE)
+    child = write(tmp_path, "2.0.policy", f'policy "p"\nversion "2.0"\nextends "{target}"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(child, catalogue)
+    assert [d.code for d in info.value.diagnostics] == ["extends_not_a_version"]
+
+
+def test_a_revision_that_changes_a_default_keeps_the_parameters_meaning(tmp_path, catalogue):
+    write(tmp_path, "1.0.policy", BASE.replace("param t: number = 0.5", 'param t: number = 0.5\n  "the limit"'))
+    child = write(tmp_path, "2.0.policy", 'policy "p"\nversion "2.0"\nextends "1.0"\nparam t: number = 0.7\n')
+    parent = load_policy(tmp_path / "1.0.policy", catalogue).params["t"]
+    checked = load_policy(child, catalogue).params["t"]
+    assert checked.default == 0.7 and checked.doc == parent.doc == "the limit"
+
+
+@pytest.mark.parametrize("rules", ["", 'rule r {\n  level advisory\n  cite "c"\n  require true\n  message "m"\n}\n'])
+def test_a_policy_no_rule_of_which_blocks_is_flagged(catalogue, rules):
+    (d,) = check_text(HEADER + rules, catalogue).warnings
+    assert (d.code, d.severity, d.span.text) == ("no_blocking_rule", "warning", '"1"')
+    assert d.message == "no rule is blocking: every model passes this policy"
