@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import difflib
+import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -67,14 +68,22 @@ def render_diagnostic(diag: Diagnostic) -> str:
         text = diag.span.source.line_text(line)
         width = max(1, min(diag.span.end, diag.span.start + len(text) - col + 1) - diag.span.start)
         gutter = " " * len(str(line))
+        # The caret goes under the text as a terminal shows it: Hangul and other wide
+        # characters take two columns, and a tab stays a tab.
+        before = "".join(c if c == "\t" else " " * _columns(c) for c in text[: col - 1])
         lines += [
             f"{gutter} |",
             f"{line} | {text}",
-            f"{gutter} | {' ' * (col - 1)}{'^' * width}",
+            f"{gutter} | {before}{'^' * max(1, _columns(text[col - 1 : col - 1 + width]))}",
         ]
     if diag.help:
         lines.append(f"  = help: {diag.help}")
     return "\n".join(lines)
+
+
+def _columns(text: str) -> int:
+    """How many terminal columns a text takes."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def sort_diagnostics(diags: Iterable[Diagnostic]) -> list[Diagnostic]:

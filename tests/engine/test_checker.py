@@ -339,3 +339,13 @@ def test_a_policy_no_rule_of_which_blocks_is_flagged(catalogue, rules):
     (d,) = check_text(HEADER + rules, catalogue).warnings
     assert (d.code, d.severity, d.span.text) == ("no_blocking_rule", "warning", '"1"')
     assert d.message == "no rule is blocking: every model passes this policy"
+
+
+@pytest.mark.parametrize("lead,pad", [("토크나이저가 ", " " * 13), ("\t", "\t"), ("é", " ")])
+def test_the_caret_sits_under_the_text_as_a_terminal_shows_it(catalogue, lead, pad):
+    text = HEADER + ('rule r {\n  level advisory\n  cite "c"\n  require true\n'
+                     f'  message "{lead}{{tokenizer.refrence}}"\n}}\n')
+    diag = next(d for d in diagnostics_of(text, catalogue) if d.code == "unknown_fact")
+    source_line, caret = render_diagnostic(diag).splitlines()[3:5]
+    assert source_line.endswith(f'  message "{lead}{{tokenizer.refrence}}"')
+    assert caret == "  | " + " " * len('  message "') + pad + " " + " " * len("tokenizer.") + "^" * len("refrence")
