@@ -145,6 +145,7 @@ class _Comments:
     leading: dict  # anchor key -> [comment text]
     trailing: dict  # anchor key -> comment text
     closing: dict  # rule id -> [comments before its `}`]
+    closed: dict  # rule id -> the comment after its `}`, on that line
     end: list  # comments after everything
     head: list  # comments before everything
 
@@ -167,7 +168,7 @@ def _collect_comments(policy: ast.Policy) -> _Comments:
         for j, (_key, span) in enumerate(rule.field_spans):
             anchors.append((span.start, span.end, ("field", rule.id, j)))
     anchors.sort(key=lambda a: (a[0], a[1]))
-    out = _Comments({}, {}, {}, [], [])
+    out = _Comments({}, {}, {}, {}, [], [])
     first = anchors[0][0] if anchors else len(text)
     for offset, comment in comments:
         if offset < first:  # the file's opening comments stay at its top
@@ -180,6 +181,17 @@ def _collect_comments(policy: ast.Policy) -> _Comments:
             if key not in out.trailing:
                 out.trailing[key] = comment
                 continue
+        after = [r for r in rules if r.span.end <= offset and text[r.span.end:offset].strip() == ""
+                 and "\n" not in text[r.span.end:offset]]
+        if after and after[-1].id not in out.closed:
+            out.closed[after[-1].id] = comment
+            continue
+        # A comment inside an item that spans lines (a parameter's list, a condition
+        # after its quantifier's `:`) stays with that item: above it.
+        around = [a for a in anchors if a[0] < offset < a[1]]
+        if around:
+            out.leading.setdefault(around[-1][2], []).append(comment)
+            continue
         following = [a for a in anchors if a[0] > offset]
         inside = [r for r in rules if r.span.start < offset < r.span.end]
         if inside and (not following or following[0][0] > inside[0].span.end):
@@ -224,9 +236,15 @@ def format_policy(text: str, name: str = "<policy>") -> str:
     if policy.params:
         out.append("")
         for p in policy.params:
-            emit(("param", p.name), f"param {p.name}: {p.type.name} = {format_expr(p.default)}")
-            if p.doc is not None:
-                out.append("  " + format_string(p.doc))
+            line = f"param {p.name}: {p.type.name} = {format_expr(p.default)}"
+            if p.doc is None:
+                emit(("param", p.name), line)
+                continue
+            # The parameter ends with its doc line: a comment after it stays there.
+            trail = c.trailing.get(("param", p.name))
+            out.extend(c.leading.get(("param", p.name), ()))
+            out.append(line)
+            out.append("  " + format_string(p.doc) + (f"  {trail}" if trail else ""))
     if policy.removals:
         out.append("")
         for r in policy.removals:
@@ -249,7 +267,7 @@ def format_policy(text: str, name: str = "<policy>") -> str:
                 out.extend(lines)
         for comment in c.closing.get(rule.id, ()):
             out.append("  " + comment)
-        out.append("}")
+        out.append("}" + (f"  {c.closed[rule.id]}" if rule.id in c.closed else ""))
     if c.end:
         out.append("")
         out.extend(c.end)

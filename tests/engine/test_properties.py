@@ -59,6 +59,43 @@ def test_comments_survive_formatting():
     assert format_policy(once) == once
 
 
+def _items(text: str) -> list[tuple[int, int, str]]:
+    """(first line, last line, name) of each top-level item of a policy text."""
+    policy = parse_policy(text, "p.policy")
+    out = [(p.span.line_col[0], p.span.source.line_col(p.span.end - 1)[0], "param " + p.name)
+           for p in policy.params]
+    out += [(r.span.line_col[0], r.span.source.line_col(r.span.end - 1)[0], "rule " + r.id) for r in policy.rules]
+    return sorted(out)
+
+
+def _owner(items: list[tuple[int, int, str]], line: int) -> str:
+    """The item a comment on `line` belongs to: the one around it, else the next one."""
+    for first, last, name in items:
+        if first <= line <= last:
+            return name
+    return next((name for first, _, name in items if first > line), "end")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_a_comment_anywhere_stays_with_its_item_and_formatting_settles(data):
+    text = (POLICIES / data.draw(st.sampled_from(["1.0.policy", "2.0-draft.policy"]))).read_text(encoding="utf-8")
+    lines = text.splitlines()
+    items = _items(text)
+    chosen = sorted(data.draw(st.lists(st.sampled_from(range(len(lines))), min_size=1, max_size=4, unique=True)))
+    owners = {}
+    for n, i in enumerate(chosen):
+        lines[i] += f"  # note {n}"
+        owners[f"# note {n}"] = _owner(items, i + 1)
+    once = format_policy("\n".join(lines) + "\n")
+    assert format_policy(once) == once
+    after = _items(once)
+    for number, line in enumerate(once.splitlines(), 1):
+        for comment in re.findall(r"# note \d+", line):
+            assert _owner(after, number) == owners.pop(comment), (comment, line)
+    assert owners == {}
+
+
 _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|\w+|==|!=|<=|>=|\S')
 
 
