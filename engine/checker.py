@@ -324,7 +324,10 @@ class _Checker:
         for _lang, template in rule.messages:
             for part in template.parts:
                 if not isinstance(part, str):
-                    self.infer(part, scope)
+                    t = self.infer(part, scope)
+                    if t.kind == "record" or (t.kind == "list" and t.elem is not None and t.elem.kind == "record"):
+                        self.error("group_in_message", f"a message cannot show a {t.describe()}", part.span,
+                                   help=_group_help(part, t))
         self.unnamed_var = None
         return CheckedRule(rule, tuple(sorted(self.params_used)), tuple(sorted(self.facts_used)))
 
@@ -638,3 +641,15 @@ def coerce_param_value(name: str, text: str, params: dict[str, CheckedParam]) ->
     if problem:
         raise ValueError(f"parameter `{name}` is a {param.type_name}, but the value {problem}")
     return value
+
+
+
+def _group_help(expr: ast.Expr, t: Type) -> str:
+    """What a message can show of a group of facts, or of a list of them, instead."""
+    from .formatter import format_expr
+
+    shown = format_expr(expr)
+    if t.kind == "list":
+        return f"show how many with `count(x in {shown})`, or let the rule name each failing item"
+    field = sorted(t.fields)[0] if t.fields else None
+    return f"name one of its facts, e.g. `{shown}.{field}`" if field else "name one of its facts"

@@ -349,3 +349,10 @@ def test_the_caret_sits_under_the_text_as_a_terminal_shows_it(catalogue, lead, p
     source_line, caret = render_diagnostic(diag).splitlines()[3:5]
     assert source_line.endswith(f'  message "{lead}{{tokenizer.refrence}}"')
     assert caret == "  | " + " " * len('  message "') + pad + " " + " " * len("tokenizer.") + "^" * len("refrence")
+
+
+@pytest.mark.parametrize("hole,shown", [("declared.init", "group of facts"), ("components", "list of groups of facts")])
+def test_a_message_cannot_show_a_group_of_facts(catalogue, hole, shown):
+    text = HEADER + f'rule r {{\n  level blocking\n  cite "c"\n  require true\n  message "x {{{hole}}}"\n}}\n'
+    (d,) = diagnostics_of(text, catalogue)
+    assert (d.code, d.message, d.span.text) == ("group_in_message", f"a message cannot show a {shown}", hole)
