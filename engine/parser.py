@@ -179,7 +179,15 @@ def _syntax_diagnostic(err: UnexpectedInput, source: Source, in_message: bool = 
                               span)
         if ch == "\\" or (ch and ord(ch) > 127):
             shown = ch if ch.isprintable() else f"U+{ord(ch):04X}"
-            return Diagnostic("unexpected_character", f"unexpected character `{shown}` outside quotes", span)
+            help = None
+            if ch.isalpha():
+                help = ("names (rule ids, parameters, levels) are plain letters, digits and `_`; "
+                        "write other text in quotes, as a title or a message")
+            return Diagnostic("unexpected_character", f"unexpected character `{shown}` outside quotes", span,
+                              help=help)
+        if ch in _OTHER_LANGUAGES:
+            doubled = source.text[pos + 1 : pos + 2] == ch  # `&&`, `||`
+            return Diagnostic("syntax_error", f"unexpected `{ch * (1 + doubled)}`", span, help=_OTHER_LANGUAGES[ch])
     if token_text == "=" and "COMP_OP" in (getattr(err, "expected", None) or getattr(err, "accepts", None) or ()):
         return Diagnostic("single_equals", "`=` gives a parameter its default; to compare, write `==`", span)
     label = None if in_message else _classify(err)
@@ -193,6 +201,10 @@ def _syntax_diagnostic(err: UnexpectedInput, source: Source, in_message: bool = 
         message = f"unexpected {found}: {SYNTAX_EXAMPLES[label][0]}"
         return Diagnostic(label, message, span, help=expected)
     return Diagnostic("syntax_error", f"unexpected {found}", span, help=expected)
+
+
+# Operators from other languages, and what this one writes instead.
+_OTHER_LANGUAGES = {"&": "write `and`", "|": "write `or`", "!": "write `not`, or `!=` for \"is not\""}
 
 
 def _parse_start(text: str):

@@ -125,3 +125,23 @@ def test_did_you_mean_a_keyword():
 def test_operator_words_are_reserved():
     with pytest.raises(PolicyError):
         parse_expression("c.and == 1")
+
+
+@pytest.mark.parametrize("cond,shown,hint", [
+    ("trail.present && trail.committed", "&&", "write `and`"),
+    ("trail.present || trail.committed", "||", "write `or`"),
+    ("!trail.present", "!", "write `not`"),
+])
+def test_operators_from_other_languages_point_to_ours(cond, shown, hint):
+    text = f'policy "p"\nversion "1"\nrule r {{\n  level blocking\n  cite "c"\n  require {cond}\n  message "m"\n}}\n'
+    with pytest.raises(PolicyError) as err:
+        parse_policy(text, "p.policy")
+    (d,) = err.value.diagnostics
+    assert d.message == f"unexpected `{shown}`" and d.help.startswith(hint)
+
+
+def test_a_korean_rule_id_says_where_korean_text_goes():
+    with pytest.raises(PolicyError) as err:
+        parse_policy('policy "p"\nversion "1"\nrule 규칙 {\n}\n', "p.policy")
+    (d,) = err.value.diagnostics
+    assert d.code == "unexpected_character" and "in quotes, as a title or a message" in d.help
