@@ -211,7 +211,10 @@ def run_test_file(path: str | Path, catalogue: FactCatalogue, policy_path: Path 
         try:
             sheet = validate_fact_sheet(sheet_data, name, catalogue)
         except InputError as err:
-            raise doc.error(at + ("facts",), f"{err.place}: {err.problem}") from None
+            problem = err.problem
+            if problem.startswith(("expected a text, got `true`", "expected a text, got `false`")):
+                problem += " (YAML reads yes, no, on and off as true or false: quote the text)"
+            raise doc.error(at + ("facts",), f"{err.place}: {problem}") from None
         key = tuple(sorted((k, repr(v)) for k, v in params.items()))
         if key not in programs:
             programs[key] = prepare_policy(policy, params)
