@@ -491,6 +491,14 @@ def test_a_failing_message_expectation_exits_1(cli, tmp_path):
     assert run.code == 1 and "message" in run.out and "(CN)" in run.out
 
 
+def test_a_fixture_text_yaml_reads_as_false_says_to_quote_it(cli, tmp_path):
+    test_file = _copy_version(tmp_path)
+    text = test_file.read_text(encoding="utf-8").replace("origin: US,", "origin: NO,", 1)  # Norway
+    test_file.write_text(text, encoding="utf-8")
+    run = cli("test", test_file)
+    assert run.code == 2 and "expected a text, got `false`" in run.err and "quote the text" in run.err
+
+
 def test_a_coverage_gap_exits_1_unless_waived(cli, tmp_path):
     test_file = _copy_version(tmp_path)
     cases = test_file.read_text(encoding="utf-8").split("\n  - name: ")
