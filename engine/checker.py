@@ -116,6 +116,7 @@ class _Merged:
     params: dict[str, tuple[ast.Param, ast.Policy]]
     rules: dict[str, tuple[ast.Rule, ast.Policy]]
     duplicates: list[ast.Rule]  # second definitions: reported, still checked
+    removed: dict[str, Span | None] = field(default_factory=dict)  # parameter -> its `remove param`
 
 
 def merge_chain(chain: Sequence[ast.Policy], diags: list[Diagnostic]) -> _Merged:
@@ -124,6 +125,7 @@ def merge_chain(chain: Sequence[ast.Policy], diags: list[Diagnostic]) -> _Merged
     params: dict[str, tuple[ast.Param, ast.Policy]] = {}
     rules: dict[str, tuple[ast.Rule, ast.Policy]] = {}
     duplicates: list[ast.Rule] = []
+    removed: dict[str, Span | None] = {}
     for depth, policy in enumerate(chain):
         own_params: dict[str, ast.Param] = {}
         for p in policy.params:
@@ -165,7 +167,9 @@ def merge_chain(chain: Sequence[ast.Policy], diags: list[Diagnostic]) -> _Merged
                     help=did_you_mean(rem.name, [k for k in table if k not in own])))
             else:
                 del table[rem.name]
-    return _Merged(params, rules, duplicates)
+                if rem.kind == "param":
+                    removed[rem.name] = rem.span
+    return _Merged(params, rules, duplicates, removed)
 
 
 # -- the checker -----------------------------------------------------------------
@@ -185,6 +189,7 @@ def check_policy(chain: Sequence[ast.Policy], catalogue: FactCatalogue) -> Check
                 child.header_spans.get("extends")))
     merged = merge_chain(chain, diags)
     checker = _Checker(catalogue, diags)
+    checker.removed = merged.removed
     params = checker.check_params(merged)
     rules = []
     for rule, policy in merged.rules.values():
@@ -261,6 +266,7 @@ class _Checker:
         self.catalogue = catalogue
         self.diags = diags
         self.reported: set[str] = set()
+        self.removed: dict[str, Span | None] = {}  # parameters a revision removed: see `merge_chain`
         # (variable, mode, quantifier) a message may not name; see `message_scope`.
         self.unnamed_var: tuple[str, str, str] | None = None
 
@@ -405,8 +411,12 @@ class _Checker:
                 self.reported.add(key)
                 candidates = list(scope) + list(self.params) + list(self.catalogue.root.fields)
                 root_span = Span(e.span.source, e.span.start, e.span.start + len(e.root)) if e.span else None
-                self.error("unknown_name", f"unknown fact or parameter `{e.root}`", root_span,
-                           help=did_you_mean(e.root, candidates))
+                help = did_you_mean(e.root, candidates)
+                if e.root in self.removed:  # an inherited rule still uses a parameter a revision removed
+                    at = self.removed[e.root]
+                    help = (f"`remove param {e.root}`" + (f" at {at.location()}" if at else "")
+                            + " removed it; remove or replace the rules that use it too")
+                self.error("unknown_name", f"unknown fact or parameter `{e.root}`", root_span, help=help)
             return ANY
         for i, name in enumerate(e.fields):
             span = e.field_spans[i] if i < len(e.field_spans) else e.span

@@ -356,3 +356,13 @@ def test_a_message_cannot_show_a_group_of_facts(catalogue, hole, shown):
     text = HEADER + f'rule r {{\n  level blocking\n  cite "c"\n  require true\n  message "x {{{hole}}}"\n}}\n'
     (d,) = diagnostics_of(text, catalogue)
     assert (d.code, d.message, d.span.text) == ("group_in_message", f"a message cannot show a {shown}", hole)
+
+
+def test_a_removed_parameter_an_inherited_rule_uses_points_to_the_removal(tmp_path, catalogue):
+    write(tmp_path, "1.0.policy", BASE)
+    child = write(tmp_path, "2.0.policy", 'policy "p"\nversion "2.0"\nextends "1.0"\nremove param t\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(child, catalogue)
+    (d,) = info.value.diagnostics
+    assert d.code == "unknown_name" and d.span.source.name.endswith("1.0.policy")
+    assert d.help.startswith("`remove param t` at ") and "2.0.policy:4:1 removed it" in d.help
