@@ -196,7 +196,7 @@ def _syntax_diagnostic(err: UnexpectedInput, source: Source, in_message: bool = 
                 if n.isalpha() and n.isupper() and n not in _TOKEN_WORDS]
     if token_text and token_text.isidentifier():
         expected = _closest_keyword(token_text, keywords) or expected
-    found = f"`{token_text}`" if token_text else "end of file"
+    found = f"`{token_text}`" if token_text else ("end of the `{…}` placeholder" if in_message else "end of file")
     if label:
         message = f"unexpected {found}: {SYNTAX_EXAMPLES[label][0]}"
         return Diagnostic(label, message, span, help=expected)

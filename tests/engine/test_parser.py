@@ -145,3 +145,11 @@ def test_a_korean_rule_id_says_where_korean_text_goes():
         parse_policy('policy "p"\nversion "1"\nrule 규칙 {\n}\n', "p.policy")
     (d,) = err.value.diagnostics
     assert d.code == "unexpected_character" and "in quotes, as a title or a message" in d.help
+
+
+def test_a_placeholder_that_stops_short_says_so():
+    with pytest.raises(PolicyError) as err:
+        parse_policy('policy "p"\nversion "1"\nrule r {\n  level blocking\n  cite "c"\n  require true\n'
+                     '  message "m {trail.checkpoints ==}"\n}\n', "p.policy")
+    (d,) = err.value.diagnostics
+    assert d.message == "unexpected end of the `{…}` placeholder"
