@@ -44,7 +44,7 @@ class Type:
             return "group of facts" if self.path else "fact sheet"
         if self.kind == "any":
             return "value"
-        return {"string": "text"}.get(self.kind, self.kind)
+        return {"string": "text", "boolean": "true/false value"}.get(self.kind, self.kind)
 
 
 _PLURAL = {"boolean": "true/false values", "number": "numbers", "string": "texts", "record": "groups of facts",
