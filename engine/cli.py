@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
+import stat
 import sys
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Sequence
 
 import typer
 
@@ -26,6 +28,7 @@ catalog_app = typer.Typer(help="The reference catalogue of known public models."
 app.add_typer(catalog_app, name="catalog")
 
 EXIT_PASS, EXIT_FAIL, EXIT_INVALID, EXIT_INDETERMINATE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
 _VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "indeterminate": EXIT_INDETERMINATE}
 FORMATS = ("table", "json", "markdown", "html")
 
@@ -48,22 +51,42 @@ def _catalog_dir(catalog: Optional[Path]) -> Optional[Path]:
     return Path(env) if env else None
 
 
-def _write_output(text: str, output: Optional[Path]) -> None:
+def _write_output(text: str, output: Optional[Path], inputs: Sequence[Optional[Path]] = ()) -> None:
     """Print, or write the file whole: a temporary file renamed into place, so a failure
-    leaves nothing half-written."""
+    or an interrupt leaves nothing half-written. A symlink is written through to its
+    target; a pipe or a device, which cannot be replaced, is written straight. An output
+    that is one of the command's `inputs` is refused."""
     if output is None:
         sys.stdout.write(text)
         return
     output = Path(output)
-    if output.parent and not output.parent.exists():
+    if output.name in ("", ".", ".."):
+        _fail(f"{output or repr(str(output))}: not a file name for the output")
+    target = Path(os.path.realpath(output))
+    for source in inputs:
+        if source is not None and source.exists() and target.exists() and os.path.samefile(source, target):
+            _fail(f"{output}: is one of this command's inputs; write the output elsewhere")
+    if not target.parent.exists():
         _fail(f"{output}: the folder `{output.parent}` does not exist")
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    if target.exists() and not target.is_file() and not target.is_dir():
+        try:
+            with open(target, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as err:
+            _fail(f"{output}: cannot be written ({(err.strerror or str(err)).lower()})")
+        return
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, output)
+        if target.is_file():  # a report written over a private one stays private
+            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
+        os.replace(tmp, target)
     except OSError as err:
         tmp.unlink(missing_ok=True)
         _fail(f"{output}: cannot be written ({(err.strerror or str(err)).lower()})")
+    except BaseException:  # an interrupt: nothing is left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _load_policy(path: Path):
@@ -178,12 +201,13 @@ def check(
     else:
         sheet = load_fact_sheet(subject, catalogue)
     report = build_report(evaluate_policy(checked, sheet, overrides, lang), overrides)
+    inputs = (subject, policy, manifest)
     if format == "json":
-        _write_output(report_json(report), output)
+        _write_output(report_json(report), output, inputs)
     elif format == "markdown":
-        _write_output(render_markdown(report), output)
+        _write_output(render_markdown(report), output, inputs)
     elif format == "html":
-        _write_output(render_html(report), output)
+        _write_output(render_html(report), output, inputs)
     else:
         from rich.console import Console
 
@@ -192,7 +216,7 @@ def check(
         else:  # the same table as plain text
             console = Console(record=True, width=120, file=open(os.devnull, "w"), color_system=None)
             render_table(report, console)
-            _write_output(console.export_text(), output)
+            _write_output(console.export_text(), output, inputs)
     raise _Exit(_VERDICT_EXIT[report["verdict"]])
 
 
@@ -299,7 +323,7 @@ def render(
     """The policy as the criteria document people read (Markdown)."""
     from .render import render_policy
 
-    _write_output(render_policy(_load_policy(policy), _fact_catalogue()), output)
+    _write_output(render_policy(_load_policy(policy), _fact_catalogue()), output, [policy])
 
 
 @app.command()
@@ -326,20 +350,34 @@ def diff(
     before, after = _load_policy(old), _load_policy(new)
     old_program = prepare_policy(before, _parse_sets(set_old, before, "--set-old"))
     new_program = prepare_policy(after, _parse_sets(set_new, after, "--set-new"))
+    # Each file once, however often it is named; in a folder, never the diff this run
+    # writes (an earlier run may have left it among the sheets).
+    written = os.path.realpath(output) if output is not None else None
     files: list[Path] = []
+    seen: set[str] = set()
     for p in sheets:
-        files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
+        for f in sorted(p.rglob("*.json")) if p.is_dir() else [p]:
+            real = os.path.realpath(f)
+            if real not in seen and not (real == written and p.is_dir()):
+                seen.add(real)
+                files.append(f)
     if not files:
         _fail(f"{', '.join(map(str, sheets))}: no fact sheets (*.json) to compare")
     result = _diff(old_program, new_program, (load_fact_sheet(f, catalogue) for f in files), every_change)
+    inputs = [old, new, *files]
     if format == "json":
-        _write_output(_dump_json(result), output)
-    elif format == "markdown" or output is not None:
-        _write_output(render_diff_markdown(result), output)
+        _write_output(_dump_json(result), output, inputs)
+    elif format == "markdown":
+        _write_output(render_diff_markdown(result), output, inputs)
     else:
         from rich.console import Console
 
-        render_diff_table(result, Console())
+        if output is None:
+            render_diff_table(result, Console())
+        else:  # the same tables as plain text
+            console = Console(record=True, width=120, file=open(os.devnull, "w"), color_system=None)
+            render_diff_table(result, console)
+            _write_output(console.export_text(), output, inputs)
 
 
 @app.command()
@@ -453,10 +491,16 @@ def demo(
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: run the app; bad input of any kind is one line on stderr, exit 2."""
     try:
-        app(args=argv, prog_name="originality", standalone_mode=False)
-        code = 0
+        returned = app(args=argv, prog_name="originality", standalone_mode=False)
+        # (the argument parser returns 130 when it meets an interrupt of its own)
+        code = returned if isinstance(returned, int) and not isinstance(returned, bool) else 0
+        if code == EXIT_INTERRUPTED:
+            typer.echo("error: interrupted", err=True)
     except _Exit as stop:
         code = stop.code
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        code = EXIT_INTERRUPTED
     except PolicyError as err:
         errors = [d for d in err.diagnostics if d.severity == "error"] or err.diagnostics
         first = errors[0]
@@ -476,6 +520,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 def run() -> None:
     """The `originality` program (the console script and `python -m engine`): `main`, in
     a process that ends when it returns."""
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         main()
     finally:
@@ -483,6 +528,11 @@ def run() -> None:
         # reach, so shutdown does not walk every imported module's objects once more (about
         # 50 ms of each command). Only here: an in-process caller of `main` keeps its heap.
         gc.freeze()
+
+
+def _terminated(signum, frame) -> None:
+    """SIGTERM: unwind like an interrupt, so no temporary file is left behind."""
+    raise KeyboardInterrupt
 
 
 def _report_other(err: Exception) -> int:

@@ -241,6 +241,14 @@ def render_diff_markdown(diff: dict, limit: int = 200) -> str:
         rest = s["verdicts_changed"] - len(shown)
         if rest > 0:
             lines.append(f"- … and {rest} more (see `--format json`)")
+    kept = [x for x in diff["sheets"] if not x["verdict_changed"]]  # listed with --every-change
+    if kept:
+        lines += ["", "## Sheets whose verdict stays but a rule's outcome changes", ""]
+        for x in kept[:limit]:
+            moved = ", ".join(f"{md.code(r['id'])} {r['old'] or 'absent'} → {r['new'] or 'absent'}" for r in x["rules"])
+            lines.append(f"- {md.code(x['sheet'])} ({md.text(str(x['subject']))}): {x['new']}; {moved}")
+        if len(kept) > limit:
+            lines.append(f"- … and {len(kept) - limit} more (see `--format json`)")
     return "\n".join(lines) + "\n"
 
 
@@ -271,3 +279,11 @@ def render_diff_table(diff: dict, console, limit: int = 50) -> None:
         console.print(f"  {escape(printable(x['sheet']))}: {x['old']} → {x['new']}  ({reasons})")
     if s["verdicts_changed"] > len(shown):
         console.print(f"  … and {s['verdicts_changed'] - len(shown)} more (see --format json)")
+    kept = [x for x in diff["sheets"] if not x["verdict_changed"]]  # listed with --every-change
+    if kept:
+        console.print("verdict kept, a rule's outcome changed:")
+        for x in kept[:limit]:
+            moved = ", ".join(f"{r['id']} {r['old'] or 'absent'}→{r['new'] or 'absent'}" for r in x["rules"])
+            console.print(f"  {escape(printable(x['sheet']))}: {x['new']}  ({moved})")
+        if len(kept) > limit:
+            console.print(f"  … and {len(kept) - limit} more (see --format json)")

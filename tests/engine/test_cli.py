@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -633,10 +635,15 @@ def test_diff_sheet_order_does_not_depend_on_argument_order(cli):
 
 def test_diff_to_a_file(cli, tmp_path):
     out = tmp_path / "diff.md"
-    run = cli("diff", "--old", V1, "--new", V2, "-o", out, str(EXAMPLES))
+    run = cli("diff", "--old", V1, "--new", V2, "-f", "markdown", "-o", out, str(EXAMPLES))
     assert (run.code, run.out) == (0, "")
     assert out.read_text(encoding="utf-8") == cli("diff", "--old", V1, "--new", V2, "-f", "markdown",
                                                   str(EXAMPLES)).out
+    # The table, as plain text, when the format is the table.
+    table = tmp_path / "diff.txt"
+    assert cli("diff", "--old", V1, "--new", V2, "-o", table, str(EXAMPLES)).code == 0
+    text = table.read_text(encoding="utf-8")
+    assert "fact sheets change verdict" in text and "old → new" in text and "\x1b" not in text and "|---|" not in text
 
 
 # -- catalogue -------------------------------------------------------------------------
@@ -858,3 +865,85 @@ def test_markdown_shows_html_and_markup_a_team_writes_as_text(cli, tmp_path):
     assert re.search(r"(?<!\\)<img", out) is None and "\\<img src=x onerror=alert(1)\\>" in out
     assert "\\*big\\* \\| \\[l\\](u)" in out
     assert out.startswith("# # heading?: FAIL")  # text after the heading's own `# `
+
+
+# -- where outputs go --------------------------------------------------------------------
+
+
+def test_an_output_that_is_an_input_is_refused(cli, tmp_path):
+    policy = tmp_path / "2.0-draft.policy"
+    shutil.copy(V2, policy)
+    shutil.copy(POLICIES / "1.0.policy", tmp_path / "1.0.policy")
+    facts = tmp_path / "facts.json"
+    shutil.copy(sheet("overseas-fine-tune"), facts)
+    before = (policy.read_bytes(), facts.read_bytes())
+    for target in (policy, facts):
+        run = cli("check", facts, "--policy", policy, "-f", "markdown", "-o", target)
+        assert run.code == 2 and "is one of this command's inputs" in run.err
+    run = cli("diff", "--old", V1, "--new", policy, facts, "-f", "json", "-o", facts)
+    assert run.code == 2 and "is one of this command's inputs" in run.err
+    assert (policy.read_bytes(), facts.read_bytes()) == before
+
+
+@pytest.mark.parametrize("name", [".", ""])
+def test_an_output_that_names_no_file_is_one_line(cli, tmp_path, name):
+    run = cli("check", sheet("overseas-fine-tune"), "--policy", V2, "-o", name)
+    assert run.code == 2 and len(run.err.splitlines()) == 1 and "not a file name" in run.err
+
+
+def test_an_output_through_a_symlink_writes_its_target_and_keeps_its_mode(cli, tmp_path):
+    target = tmp_path / "private.json"
+    target.write_text("old")
+    target.chmod(0o600)
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    assert cli("check", sheet("overseas-fine-tune"), "--policy", V2, "-f", "json", "-o", link).code == 1
+    assert link.is_symlink() and json.loads(target.read_text())["verdict"] == "fail"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_an_output_to_a_pipe_is_written_into_it(cli, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    assert cli("check", sheet("overseas-fine-tune"), "--policy", V2, "-f", "json", "-o", fifo).code == 1
+    reader.join(timeout=10)
+    assert fifo.exists() and not fifo.is_file() and json.loads(got[0])["verdict"] == "fail"
+
+
+def test_an_interrupt_while_writing_exits_130_and_leaves_nothing(cli, tmp_path, monkeypatch):
+    out = tmp_path / "report.json"
+
+    def interrupted(self, *args, **kwargs):
+        Path.write_bytes(self, b"half")  # the temporary file is partly written
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Path, "write_text", interrupted)
+    run = cli("check", sheet("overseas-fine-tune"), "--policy", V2, "-f", "json", "-o", out)
+    assert run.code == 130 and run.err == "error: interrupted\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_diff_reads_each_sheet_once_and_never_its_own_output(cli, tmp_path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for name in ("overseas-fine-tune", "from-scratch-committed"):
+        shutil.copy(sheet(name), archive / f"{name}.json")
+    out = archive / "diff.json"
+    for _ in range(2):  # the second run finds the first one's output among the sheets
+        run = cli("diff", "--old", V1, "--new", V2, archive, archive / "overseas-fine-tune.json",
+                  "-f", "json", "-o", out)
+        assert run.code == 0, run.err
+        assert json.loads(out.read_text())["summary"]["sheets"] == 2
+
+
+def test_every_change_is_listed_in_every_format(cli):
+    args = ["diff", "--old", V1, "--new", V2, str(EXAMPLES)]
+    data = json.loads(cli(*args, "-f", "json", "--every-change").out)
+    kept = [x["sheet"] for x in data["sheets"] if not x["verdict_changed"]]
+    assert kept
+    for fmt in ("markdown", "table"):
+        plain, every = cli(*args, "-f", fmt).out, cli(*args, "-f", fmt, "--every-change").out
+        assert all(Path(k).name not in plain for k in kept), fmt
+        assert all(Path(k).name in every for k in kept), fmt
