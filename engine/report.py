@@ -214,7 +214,7 @@ def render_table(report: dict, console) -> None:
 
     colour = {"pass": "green", "fail": "red", "indeterminate": "yellow"}
     p = report["policy"]
-    console.print(f"[bold]{escape(printable(str(report['subject'].get('name', '?'))))}[/]: "
+    console.print(f"[bold]{escape(_clip(printable(str(report['subject'].get('name', '?')))))}[/]: "
                   f"[bold {colour[report['verdict']]}]{report['verdict'].upper()}[/] "
                   f"under {p['id']} {p['version']}")
     table = Table(show_lines=False)
@@ -224,5 +224,14 @@ def render_table(report: dict, console) -> None:
     table.add_column("why", overflow="fold")
     for r in report["rules"]:
         why = r["message"] or (r.get("title") or "")
-        table.add_row(r["id"], r["level"], f"[{colour[r['outcome']]}]{r['outcome']}[/]", escape(printable(why)))
+        table.add_row(r["id"], r["level"], f"[{colour[r['outcome']]}]{r['outcome']}[/]", escape(_clip(printable(why))))
     console.print(table)
+
+
+# A terminal table lays out its cells in time that grows faster than their length: a
+# text past this is cut there (JSON, Markdown and HTML reports keep it whole).
+_CLIP = 2_000
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _CLIP else text[:_CLIP] + f"… ({len(text) - _CLIP:,} more characters)"

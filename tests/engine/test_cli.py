@@ -947,3 +947,13 @@ def test_every_change_is_listed_in_every_format(cli):
         plain, every = cli(*args, "-f", fmt).out, cli(*args, "-f", fmt, "--every-change").out
         assert all(Path(k).name not in plain for k in kept), fmt
         assert all(Path(k).name in every for k in kept), fmt
+
+
+def test_the_terminal_table_cuts_a_huge_name_that_the_json_keeps(cli, tmp_path):
+    data = json.loads((ROOT / sheet("overseas-fine-tune")).read_text(encoding="utf-8"))
+    data["subject"]["name"] = "m" * 100_000
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(data))
+    table = cli("check", path, "--policy", V2).out
+    assert "… (98,000 more characters)" in table and len(table) < 20_000
+    assert json.loads(cli("check", path, "--policy", V2, "-f", "json").out)["subject"]["name"] == "m" * 100_000
