@@ -128,7 +128,7 @@ def strict_json(text: str) -> Any:
     plain `ValueError` with a short lower-case message for everything else.
     """
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except _DuplicateKey as exc:
         raise ValueError(f"duplicate key `{_printable(exc.key)}`") from None
     except RecursionError:
@@ -142,6 +142,26 @@ def strict_json(text: str) -> Any:
             raise ValueError("not valid json: a number has too many digits") from None
         problem = _printable(text[:1].lower() + text[1:], 120)
         raise ValueError(f"not valid json: {problem}") from None
+    if "\\u" in text:  # only an escape can write a lone surrogate, which is no character
+        where = _lone_surrogate(data, "")
+        if where is not None:
+            raise ValueError(f"{where or 'a text'} holds half of a UTF-16 surrogate pair, which is no character")
+    return data
+
+
+def _lone_surrogate(value: Any, path: str) -> str | None:
+    """The JSON path of the first text (or key) holding a lone surrogate, else None."""
+    if isinstance(value, str):
+        return path if any("\ud800" <= c <= "\udfff" for c in value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        here = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and any("\ud800" <= c <= "\udfff" for c in key):
+            return _printable(here, 120)
+        found = _lone_surrogate(item, here)
+        if found is not None:
+            return _printable(found, 120)
+    return None
 
 
 def _json_problem(exc: ValueError) -> str:

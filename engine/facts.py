@@ -261,9 +261,28 @@ def validate_fact_sheet(data: Any, name: str, catalogue: FactCatalogue) -> FactS
         first = errors[0]
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise InputError(name, format_json_path(first["loc"]), _problem(first, catalogue) + more) from None
-    digest = "sha256:" + hashlib.sha256(canonical_json(data)).hexdigest()
+    try:
+        digest = "sha256:" + hashlib.sha256(canonical_json(data)).hexdigest()
+    except UnicodeEncodeError:
+        raise InputError(name, format_json_path(_surrogate_at(data)),
+                         "a text holds half of a UTF-16 surrogate pair (`\\ud800`-`\\udfff` alone), "
+                         "which is no character") from None
     return FactSheet(name=name, subject=data["subject"], detectors=tuple(data["detectors"]),
                      facts=data["facts"], digest=digest)
+
+
+def _surrogate_at(value: Any, loc: tuple = ()) -> tuple:
+    """Where the first text holding a lone surrogate is (JSON escapes can write one)."""
+    if isinstance(value, str):
+        return loc if any("\ud800" <= c <= "\udfff" for c in value) else ()
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(key, str) and any("\ud800" <= c <= "\udfff" for c in key):
+            return loc + (key,)
+        found = _surrogate_at(item, loc + (key,))
+        if found:
+            return found
+    return ()
 
 
 def parse_fact_sheet(data: bytes, name: str, catalogue: FactCatalogue) -> FactSheet:

@@ -313,5 +313,7 @@ CASES: list[tuple[str, Build, str, str | None]] = [
     ("config-malformed", _config('{\n  "model_type": "llama",\n}'), "not valid json", "line 3:1"),
     ("config-not-object", _config("[1, 2]"), "config is not a json object", None),
     ("config-duplicate-key", _config('{"a": 1, "a": 2}'), "duplicate key `a`", None),
+    ("config-lone-surrogate", _config('{"model_type": "\\ud800x"}'),
+     "model_type holds half of a UTF-16 surrogate pair", None),
     ("config-not-utf8", _config_bytes, "not valid utf-8", "byte 16"),
 ]

@@ -122,3 +122,13 @@ def test_numbers_and_nesting_past_pythons_own_limits(tmp_path, capsys, kind, bod
     code, err = run_cli(args, capsys)
     assert code == 2 and len(err.splitlines()) == 1
     assert str(path) in err and problem in err and "internal error" not in err
+
+
+def test_a_lone_surrogate_in_a_fact_sheet_is_one_clear_problem(tmp_path, capsys):
+    data = json.loads((V2.parents[2] / "examples" / "facts" / "overseas-fine-tune.json").read_text(encoding="utf-8"))
+    data["subject"]["name"] = "x\ud800"
+    path = tmp_path / "facts.json"
+    path.write_text(json.dumps(data))  # ASCII JSON: the surrogate is written as an escape
+    code, err = run_cli(["check", str(path), "--policy", str(V2)], capsys)
+    assert code == 2 and err == (f"error: {path}: subject.name: a text holds half of a UTF-16 surrogate pair "
+                                 "(`\\ud800`-`\\udfff` alone), which is no character\n")
