@@ -6,6 +6,7 @@ import functools
 import math
 import re
 from pathlib import Path
+from typing import get_args
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
@@ -41,6 +42,7 @@ def parse_policy(text: str, name: str = "<policy>") -> ast.Policy:
         tree = _lark().parse(text, start="start")
     except UnexpectedInput as err:
         raise PolicyError([_syntax_diagnostic(err, source)]) from None
+    _check_nesting(tree, source)
     builder = _Builder(source)
     try:
         items = builder.transform(tree)
@@ -50,7 +52,14 @@ def parse_policy(text: str, name: str = "<policy>") -> ast.Policy:
         raise
     if builder.diagnostics:
         raise PolicyError(builder.diagnostics)
-    return _assemble(items, source)
+    policy = _assemble(items, source)
+    exprs = [p.default for p in policy.params]
+    for rule in policy.rules:
+        exprs.append(rule.condition)
+        exprs += [part for _, t in rule.messages for part in t.parts if not isinstance(part, str)]
+    for e in exprs:
+        _check_depth(e)
+    return policy
 
 
 def parse_expression(text: str, name: str = "<expression>") -> ast.Expr:
@@ -59,11 +68,51 @@ def parse_expression(text: str, name: str = "<expression>") -> ast.Expr:
         tree = _lark().parse(text, start="expr")
     except UnexpectedInput as err:
         raise PolicyError([_syntax_diagnostic(err, source)]) from None
+    _check_nesting(tree, source)
     builder = _Builder(source)
     expr = builder.transform(tree)
     if builder.diagnostics:
         raise PolicyError(builder.diagnostics)
+    _check_depth(expr)
     return expr
+
+
+# How deep an expression may nest. Every part of the engine walks expressions
+# recursively; these bounds keep each walk well inside Python's own (about 1,000 calls),
+# and far beyond any condition a person writes (brackets 60 deep, a chain of 150 `+`).
+_MAX_TREE_DEPTH = 300  # in the grammar's parse tree: each bracket costs several levels
+_MAX_DEPTH = 150  # in the syntax tree
+_EXPRS = get_args(ast.Expr)
+
+
+def _too_deep(span: Span | None) -> PolicyError:
+    return PolicyError([Diagnostic("too_deep", "this expression nests too deeply to be evaluated", span,
+                                   help="split it into simpler conditions or parameters")])
+
+
+def _check_nesting(tree: Tree, source: Source) -> None:
+    """Refuse a parse tree deeper than `_MAX_TREE_DEPTH`, pointing where it gets there."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > _MAX_TREE_DEPTH:
+            meta = node.meta
+            raise _too_deep(None if getattr(meta, "empty", True) else Span(source, meta.start_pos, meta.end_pos))
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+
+
+def _check_depth(expr: ast.Expr) -> None:
+    """Refuse a syntax tree deeper than `_MAX_DEPTH` (a long chain of `+` is flat to the
+    grammar but deep here)."""
+    stack = [(expr, 1)]
+    while stack:
+        e, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise _too_deep(expr.span)
+        for value in vars(e).values():
+            for child in value if isinstance(value, tuple) else (value,):
+                if isinstance(child, _EXPRS):
+                    stack.append((child, depth + 1))
 
 
 def parse_template(raw: str, source: Source, offset: int) -> ast.Template:
@@ -150,6 +199,7 @@ def _parse_hole(inner: str, source: Source, offset: int) -> ast.Expr:
         tree = _lark().parse(padded, start="expr")
     except UnexpectedInput as err:
         raise PolicyError([_syntax_diagnostic(err, source, in_message=True, end=len(padded))]) from None
+    _check_nesting(tree, source)
     builder = _Builder(source)
     expr = builder.transform(tree)
     if builder.diagnostics:

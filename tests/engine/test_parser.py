@@ -153,3 +153,23 @@ def test_a_placeholder_that_stops_short_says_so():
                      '  message "m {trail.checkpoints ==}"\n}\n', "p.policy")
     (d,) = err.value.diagnostics
     assert d.message == "unexpected end of the `{…}` placeholder"
+
+
+@pytest.mark.parametrize("cond", [
+    "(" * 80 + "trail.present" + ")" * 80,
+    "not " * 500 + "trail.present",
+    "trail.checkpoints" + " + 1" * 3000 + " > 0",
+    "".join(f"any c{i} in components: " for i in range(200)) + "true",
+])
+def test_an_expression_nested_past_what_can_be_evaluated_is_one_diagnostic(cond):
+    text = f'policy "p"\nversion "1"\nrule r {{\n  level blocking\n  cite "c"\n  require {cond}\n  message "m"\n}}\n'
+    with pytest.raises(PolicyError) as err:
+        parse_policy(text, "p.policy")
+    (d,) = err.value.diagnostics
+    assert d.code == "too_deep" and d.span.line_col[0] == 6
+
+
+def test_nesting_a_person_writes_is_read():
+    cond = "(" * 40 + "trail.present" + ")" * 40 + " and " + "not " * 100 + "trail.present"
+    parse_policy(f'policy "p"\nversion "1"\nrule r {{\n  level blocking\n  cite "c"\n  require {cond}\n'
+                 '  message "m"\n}\n', "p.policy")
