@@ -58,7 +58,8 @@ def parse_policy(text: str, name: str = "<policy>") -> ast.Policy:
         exprs.append(rule.condition)
         exprs += [part for _, t in rule.messages for part in t.parts if not isinstance(part, str)]
     for e in exprs:
-        _check_depth(e)
+        if isinstance(e, _EXPRS):  # (a rule missing its condition is reported by the checker)
+            _check_depth(e)
     return policy
 
 
