@@ -285,6 +285,8 @@ def _assign(doc: _Located, at: tuple, facts: dict, dotted: str, value: Any) -> N
         elif m.group(2):
             steps.append(int(m.group(2)))
         pos = m.end()
+    if not steps:
+        raise doc.error(at, "an empty fact path; write one like `components[1].match.relation`")
     node: Any = facts
     for step in steps[:-1]:
         if isinstance(step, int):
@@ -303,9 +305,10 @@ def _assign(doc: _Located, at: tuple, facts: dict, dotted: str, value: Any) -> N
             del node[last]
         else:
             node[last] = value
+    elif not isinstance(node, dict):
+        raise doc.error(at, f"`{dotted}`: `{last}` is not inside a group of facts")
     elif value is _DELETE:
-        if isinstance(node, dict):
-            node.pop(last, None)
+        node.pop(last, None)
     else:
         node[last] = value
 

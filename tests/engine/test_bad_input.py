@@ -169,6 +169,7 @@ CASES: list[Case] = [
     yaml_case("bad_facts.test.yaml", r":4: cases\[0\]\.facts: facts\.components\[0\]\.match\.relation: "),
     yaml_case("bad_param.test.yaml", r":5: cases\[0\]\.params\.limit: ", "parameter `limit` is a number"),
     yaml_case("bad_set_path.test.yaml", r":5: ", "there is no item 3"),
+    yaml_case("set_path_through_text.test.yaml", r":5: ", "`deeper` is not inside a group of facts"),
     yaml_case("missing_policy.test.yaml", r"missing_policy\.test\.yaml:\d+: policy: ", "no policy file `nowhere.policy`"),
     yaml_case("nan_fact.test.yaml", r":\d+: ", "similarity"),
     yaml_case("python_tag.test.yaml", r":3: ", "tag"),
