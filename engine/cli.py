@@ -59,15 +59,7 @@ def _write_output(text: str, output: Optional[Path], inputs: Sequence[Optional[P
     if output is None:
         sys.stdout.write(text)
         return
-    output = Path(output)
-    if output.name in ("", ".", ".."):
-        _fail(f"{output or repr(str(output))}: not a file name for the output")
-    target = Path(os.path.realpath(output))
-    for source in inputs:
-        if source is not None and source.exists() and target.exists() and os.path.samefile(source, target):
-            _fail(f"{output}: is one of this command's inputs; write the output elsewhere")
-    if not target.parent.exists():
-        _fail(f"{output}: the folder `{output.parent}` does not exist")
+    target = _output_target(output, inputs)
     if target.exists() and not target.is_file() and not target.is_dir():
         try:
             with open(target, "w", encoding="utf-8") as f:
@@ -87,6 +79,22 @@ def _write_output(text: str, output: Optional[Path], inputs: Sequence[Optional[P
     except BaseException:  # an interrupt: nothing is left behind
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _output_target(output: Path, inputs: Sequence[Optional[Path]] = ()) -> Path:
+    """Where `-o` writes (a symlink's target), or a clear error when it cannot be there."""
+    output = Path(output)
+    if output.name in ("", ".", ".."):
+        _fail(f"{output or repr(str(output))}: not a file name for the output")
+    target = Path(os.path.realpath(output))
+    for source in inputs:
+        if source is not None and source.exists() and target.exists() and os.path.samefile(source, target):
+            _fail(f"{output}: is one of this command's inputs; write the output elsewhere")
+    if not target.parent.exists():
+        _fail(f"{output}: the folder `{output.parent}` does not exist")
+    if target.is_dir():
+        _fail(f"{output}: is a folder")
+    return target
 
 
 def _load_policy(path: Path):
@@ -405,10 +413,18 @@ def init(
 ) -> None:
     """Write step-0 weights that anyone can regenerate from the seed (recipe originality/1),
     and the commitment to publish before training."""
+    import shutil
+
     from detectors.step0 import write_step0
 
+    if commitment is not None:
+        _output_target(commitment)  # a commitment that cannot be written stops before step 0 is
     promise = write_step0(template, output, seed, std)
-    _write_output(_dump_json(promise), commitment)
+    try:
+        _write_output(_dump_json(promise), commitment)
+    except BaseException:  # step 0 without its commitment is of no use: nothing is left
+        shutil.rmtree(output, ignore_errors=True)
+        raise
     if commitment is not None:
         typer.echo(f"step 0 in {output}; commitment in {commitment}")
 

@@ -782,6 +782,24 @@ def test_init_refuses_a_used_output_folder(cli, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize("where", ["missing/commitment.json", "."])
+def test_init_with_a_commitment_that_cannot_be_written_writes_nothing(cli, tmp_path, where):
+    run = cli("init", _template(tmp_path / "tpl"), "--seed", "1", "--std", "0.02", "-o", tmp_path / "out",
+              "--commitment", tmp_path / where)
+    assert run.code == 2 and len(run.err_lines) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_init_removes_step0_when_its_commitment_fails_to_be_written(cli, tmp_path, monkeypatch):
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    run = cli("init", _template(tmp_path / "tpl"), "--seed", "1", "--std", "0.02", "-o", tmp_path / "out",
+              "--commitment", tmp_path / "commitment.json")
+    assert run.code == 2 and "no space left on device" in run.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tpl"]
+
+
 # -- usage errors ----------------------------------------------------------------------
 
 
