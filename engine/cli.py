@@ -400,7 +400,11 @@ def detect(
     from .facts import validate_fact_sheet  # after detection, which starts reading at once
 
     validate_fact_sheet(data, f"{model} (detected)", _fact_catalogue())
-    _write_output(_dump_json(data), output)
+    if output is not None and Path(output).exists() and model.is_dir():
+        inside = Path(os.path.realpath(output)).is_relative_to(os.path.realpath(model))
+        if inside:  # a file of the submission itself (its config, a shard, the manifest)
+            _fail(f"{output}: is a file of the model folder read; write the fact sheet elsewhere")
+    _write_output(_dump_json(data), output, [manifest])
 
 
 @app.command()

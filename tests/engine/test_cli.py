@@ -731,6 +731,15 @@ def test_detect_writes_a_sheet_that_check_reads_alike(cli, tmp_path):
     assert from_sheet == from_folder
 
 
+def test_detect_never_writes_over_a_file_of_the_model(cli, tmp_path):
+    model = _tiny_model(tmp_path / "tiny")
+    config = model / "config.json"
+    before = config.read_bytes()
+    run = cli("detect", model, "-o", config)
+    assert run.code == 2 and "is a file of the model folder" in run.err and config.read_bytes() == before
+    assert cli("detect", model, "-o", model / "facts.json").code == 0  # a new file beside them is fine
+
+
 # -- init ------------------------------------------------------------------------------
 
 
