@@ -198,7 +198,7 @@ CASES: list[Case] = [
     Case("output/missing_folder", ("check", GOOD, "--policy", V1, "-f", "json", "-o", "{tmp}/missing/report.json"),
          ("does not exist",), "{tmp}/missing/report.json"),
     Case("output/is_a_folder", ("check", GOOD, "--policy", V1, "-f", "json", "-o", "{tmp}"),
-         ("cannot be written",), "{tmp}"),
+         ("is a folder",), "{tmp}"),
 ]
 
 
