@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import os
 import signal
 import stat
@@ -79,6 +80,19 @@ def _write_output(text: str, output: Optional[Path], inputs: Sequence[Optional[P
     except BaseException:  # an interrupt: nothing is left behind
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _write_table(render: Callable[[Any, Any], None], data: Any, output: Optional[Path],
+                 inputs: Sequence[Optional[Path]]) -> None:
+    """Tables on the terminal, or the same as plain text into the `output` file."""
+    from rich.console import Console
+
+    if output is None:
+        render(data, Console())
+        return
+    console = Console(record=True, width=120, file=io.StringIO(), color_system=None)
+    render(data, console)
+    _write_output(console.export_text(), output, inputs)
 
 
 def _output_target(output: Path, inputs: Sequence[Optional[Path]] = ()) -> Path:
@@ -217,14 +231,7 @@ def check(
     elif format == "html":
         _write_output(render_html(report), output, inputs)
     else:
-        from rich.console import Console
-
-        if output is None:
-            render_table(report, Console())
-        else:  # the same table as plain text
-            console = Console(record=True, width=120, file=open(os.devnull, "w"), color_system=None)
-            render_table(report, console)
-            _write_output(console.export_text(), output, inputs)
+        _write_table(render_table, report, output, inputs)
     raise _Exit(_VERDICT_EXIT[report["verdict"]])
 
 
@@ -378,14 +385,7 @@ def diff(
     elif format == "markdown":
         _write_output(render_diff_markdown(result), output, inputs)
     else:
-        from rich.console import Console
-
-        if output is None:
-            render_diff_table(result, Console())
-        else:  # the same tables as plain text
-            console = Console(record=True, width=120, file=open(os.devnull, "w"), color_system=None)
-            render_diff_table(result, console)
-            _write_output(console.export_text(), output, inputs)
+        _write_table(render_diff_table, result, output, inputs)
 
 
 @app.command()
