@@ -8,13 +8,13 @@ from typing import Any, Iterable, Literal, Optional
 
 from pydantic import Field
 
-from .checker import CheckedPolicy, CheckedRule
 from . import markdown as md
+from .checker import CheckedPolicy, CheckedRule
 from .diagnostics import printable
 from .evaluator import Program
 from .facts import FactSheet
 from .formatter import format_expr
-from .report import _Strict
+from .report import _Strict, seal
 
 __all__ = ["DIFF_SCHEMA_ID", "Diff", "RuleChange", "diff_rules", "diff_verdicts", "render_diff_markdown",
            "render_diff_table"]
@@ -46,7 +46,10 @@ class DiffSummary(_Strict):
 
 class DiffSheetRule(_Strict):
     id: str
-    level: Literal["blocking", "advisory"]
+    level: Literal["blocking", "advisory"] = Field(description="the rule's level in the new version (the old one "
+                                                               "when the rule is removed)")
+    old_level: Optional[Literal["blocking", "advisory"]] = Field(
+        description="its level in the old version; null when absent there")
     old: Optional[Outcome] = Field(description="null when the rule is absent from the old version")
     new: Optional[Outcome] = Field(description="null when the rule is absent from the new version")
     why: list[str]
@@ -73,6 +76,7 @@ class Diff(_Strict):
     summary: DiffSummary
     sheets: list[DiffSheet] = Field(description="sheets whose verdict changes (with --every-change: also those "
                                                 "where only a rule's outcome changes)")
+    diff_digest: str = Field(description="sha256 of this diff's canonical JSON without this field")
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ def _signature(r: CheckedRule) -> dict:
         "messages": [(lang, t.raw) for lang, t in rule.messages],
         "titles": [(t.lang, t.text) for t in rule.titles],
         "cite": rule.cite,
+        "notes": list(rule.notes),
     }
 
 
@@ -117,7 +122,7 @@ def diff_rules(old: CheckedPolicy, new: CheckedPolicy, old_params: dict, new_par
             va, vb = old_params.get(name, None), new_params.get(name, None)
             if va != vb:
                 details.append(f"parameter `{name}` {_show(va)} → {_show(vb)}")
-        if a["messages"] != b["messages"] or a["titles"] != b["titles"] or a["cite"] != b["cite"]:
+        if any(a[k] != b[k] for k in ("messages", "titles", "cite", "notes")):
             details.append("wording changed")
         out[rid] = RuleChange(rid, "changed" if details else "unchanged", tuple(details))
     return out
@@ -155,15 +160,17 @@ def diff_verdicts(old: Program, new: Program, sheets: Iterable[FactSheet], every
         for rid in sorted(set(ra) | set(rb)):
             oa = ra[rid].outcome if rid in ra else None
             ob = rb[rid].outcome if rid in rb else None
-            if oa == ob:
-                continue
-            counts = rule_counts.setdefault(rid, {})
-            ckey = f"{oa or 'absent'} → {ob or 'absent'}"
-            counts[ckey] = counts.get(ckey, 0) + 1
+            la = ra[rid].level if rid in ra else None
+            lb = rb[rid].level if rid in rb else None
+            if oa == ob and (la == lb or oa == "pass"):
+                continue  # (a rule whose level changes moves the verdict with the same outcome)
+            if oa != ob:
+                counts = rule_counts.setdefault(rid, {})
+                ckey = f"{oa or 'absent'} → {ob or 'absent'}"
+                counts[ckey] = counts.get(ckey, 0) + 1
             change = changes[rid]
             why = list(change.details) if change.kind != "unchanged" else ["rule unchanged; other facts decide"]
-            entry = {"id": rid, "old": oa, "new": ob, "why": why,
-                     "level": (rb.get(rid) or ra.get(rid)).level}
+            entry = {"id": rid, "old": oa, "new": ob, "why": why, "level": lb or la, "old_level": la}
             if ob is not None and rb[rid].message:
                 entry["message"] = rb[rid].message
             elif oa is not None and ra[rid].message:
@@ -177,7 +184,7 @@ def diff_verdicts(old: Program, new: Program, sheets: Iterable[FactSheet], every
                 "old": a.verdict, "new": b.verdict, "verdict_changed": a.verdict != b.verdict, "rules": rules,
             })
     changed_sheets.sort(key=lambda s: (not s["verdict_changed"], s["sheet"]))
-    return {
+    return seal({
         "schema": DIFF_SCHEMA_ID,
         "old": _policy_ref(old),
         "new": _policy_ref(new),
@@ -189,7 +196,7 @@ def diff_verdicts(old: Program, new: Program, sheets: Iterable[FactSheet], every
             "rule_outcomes_changed": {k: dict(sorted(v.items())) for k, v in sorted(rule_counts.items())},
         },
         "sheets": changed_sheets,
-    }
+    }, "diff_digest")
 
 
 def _policy_ref(program: Program) -> dict:
@@ -208,9 +215,11 @@ def _plain(value: Any) -> Any:
 
 
 def _deciding(rules: list[dict]) -> list[dict]:
-    """The rule changes that can move a verdict: blocking, and not passing on one side."""
+    """The rule changes that can move a verdict: blocking on either side, and not passing
+    on one side."""
     quiet = {None, "pass"}
-    return [r for r in rules if r["level"] == "blocking" and not ({r["old"], r["new"]} <= quiet)]
+    return [r for r in rules if "blocking" in (r["level"], r.get("old_level"))
+            and not ({r["old"], r["new"]} <= quiet)]
 
 
 def render_diff_markdown(diff: dict, limit: int = 200) -> str:
@@ -220,6 +229,10 @@ def render_diff_markdown(diff: dict, limit: int = 200) -> str:
         f"# Verdicts from {md.code(old['id'])} {md.text(old['version'])} to {md.text(new['version'])}",
         "",
         f"{s['verdicts_changed']} of {s['sheets']} fact sheets change verdict.",
+        "",
+        f"- old policy digest: `{old['digest']}`",
+        f"- new policy digest: `{new['digest']}`",
+        f"- diff digest: `{diff['diff_digest']}`",
         "",
         "| old → new verdict | sheets |", "|---|---|",
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -598,6 +599,55 @@ def test_diff_says_why_when_a_parameter_changes(cli):
     assert entry["subject"] == "from-scratch-committed" and not entry["verdict_changed"]
     assert entry["rules"][0]["why"] == ["parameter `tokenizer_overlap_limit` 0.9 → 0.2"]
     assert diff["new"]["params"]["tokenizer_overlap_limit"] == 0.2
+
+
+@pytest.mark.parametrize("level,moved", [("advisory", "fail → pass"), ("blocking", None)])
+def test_diff_names_a_rule_whose_level_alone_moves_a_verdict(cli, tmp_path, level, moved):
+    shutil.copy(V1, tmp_path / "1.0.policy")
+    text = (ROOT / V1).read_text(encoding="utf-8")
+    start = text.index("rule no_frozen_external_encoder {")
+    block = text[start:text.index("\n}\n", start) + 3]
+    (tmp_path / "1.1.policy").write_text(
+        'policy "msit-originality"\nversion "1.1"\nextends "1.0"\n\n'
+        + block.replace("level blocking", f"level {level}"), encoding="utf-8")
+    args = ("diff", "--old", tmp_path / "1.0.policy", "--new", tmp_path / "1.1.policy", sheet("frozen-vision-encoder"))
+    diff = json.loads(cli(*args, "-f", "json").out)
+    validate(diff, "diff.schema.json")
+    if moved is None:  # unchanged: nothing to say
+        assert diff["sheets"] == [] and diff["summary"]["verdicts_changed"] == 0
+        return
+    [entry] = diff["sheets"]
+    assert f"{entry['old']} → {entry['new']}" == moved
+    [rule] = entry["rules"]
+    assert (rule["id"], rule["old"], rule["new"], rule["old_level"], rule["level"]) == (
+        "no_frozen_external_encoder", "fail", "fail", "blocking", "advisory")
+    assert rule["why"] == ["level blocking → advisory"]
+    assert diff["summary"]["rule_outcomes_changed"] == {}  # no outcome changed
+    for fmt in ("markdown", "table"):
+        assert "no_frozen_external_encoder" in cli(*args, "-f", fmt).out.split("change verdict")[-1], fmt
+
+
+def test_diff_reports_a_changed_note_as_wording(cli, tmp_path):
+    shutil.copy(V1, tmp_path / "1.0.policy")
+    text = (ROOT / V1).read_text(encoding="utf-8")
+    start = text.index("rule backbone_found {")
+    block = text[start:text.index("\n}\n", start) + 3]
+    (tmp_path / "1.1.policy").write_text(
+        'policy "msit-originality"\nversion "1.1"\nextends "1.0"\n\n'
+        + block.replace("  level blocking", '  note "a pickle-only submission fails this rule"\n  level blocking'),
+        encoding="utf-8")
+    diff = json.loads(cli("diff", "--old", tmp_path / "1.0.policy", "--new", tmp_path / "1.1.policy",
+                          sheet("frozen-vision-encoder"), "-f", "json").out)
+    assert {r["id"]: r for r in diff["rules"]}["backbone_found"] == {
+        "id": "backbone_found", "change": "changed", "details": ["wording changed"]}
+
+
+def test_diff_carries_its_own_digest(cli):
+    diff = json.loads(cli("diff", "--old", V1, "--new", V2, "-f", "json", str(EXAMPLES)).out)
+    body = {k: v for k, v in diff.items() if k != "diff_digest"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert diff["diff_digest"] == "sha256:" + hashlib.sha256(canonical).hexdigest()
+    assert diff["diff_digest"] in cli("diff", "--old", V1, "--new", V2, "-f", "markdown", str(EXAMPLES)).out
 
 
 def test_diff_markdown(cli):
