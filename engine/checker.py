@@ -311,6 +311,9 @@ class _Checker:
         self.params = params
         self.params_used: set[str] = set()
         self.facts_used: set[str] = set()
+        if rule.id == "verdict":
+            self.error("reserved_rule_id", "`verdict` names the policy's verdict in tests and reports; a rule "
+                       "cannot be called so", rule.id_span)
         if rule.level is None:
             self.error("missing_field", f"rule `{rule.id}` has no `level` (blocking or advisory)", rule.id_span)
         elif rule.level not in LEVELS:

@@ -304,15 +304,22 @@ def test_(
     """Run policy tests: fact fixtures and the outcome expected of each rule.
 
     Exit 0 all pass, 1 a case fails (or a coverage gap), 2 invalid input."""
-    from .testing import find_test_files, run_test_file
+    from .testing import coverage_gaps, find_test_files, run_test_file
 
     catalogue = _fact_catalogue()
     files = find_test_files(paths)
     if not files:
         _fail(f"{', '.join(map(str, paths))}: no *.test.yaml files")
     failed = gaps = cases = 0
+    # Coverage is the policy's: the cases of every test file that targets it count.
+    covered: dict[tuple, tuple[list[Path], dict[str, set[str]]]] = {}
     for path in files:
         result = run_test_file(path, catalogue)
+        key = (result.policy.id, result.policy.version, result.policy.digest)
+        paths_of, seen = covered.setdefault(key, ([], {}))
+        paths_of.append(path)
+        for rule, outcomes in result.coverage.items():
+            seen.setdefault(rule, set()).update(outcomes)
         for case in result.cases:
             cases += 1
             if case.ok:
@@ -322,10 +329,11 @@ def test_(
                 typer.echo(f"FAIL  {path}:{case.line}  {case.name}")
                 for f in case.failures:
                     typer.echo(f"        {f}")
-        if coverage:
-            for gap in result.coverage_gaps():
+    if coverage:
+        for paths_of, seen in covered.values():
+            for gap in coverage_gaps(seen):
                 gaps += 1
-                typer.echo(f"gap   {path}: {gap}")
+                typer.echo(f"gap   {', '.join(map(str, paths_of))}: {gap}")
     typer.echo(f"{cases - failed} of {cases} cases pass" + (f"; {gaps} coverage gap{'s' * (gaps != 1)}" if gaps else ""))
     raise _Exit(1 if failed or gaps else 0)
 

@@ -8,6 +8,7 @@ decides nothing it cannot decide, and a rule it leaves open is `indeterminate`.
 
 from __future__ import annotations
 
+import math
 import operator
 from functools import partial
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, get_args
@@ -89,9 +90,10 @@ class RuleResult:
 
     @property
     def unknown(self) -> tuple[str, ...]:
-        """Facts whose absence (or a detector's `unknown`) left the rule open."""
+        """Facts whose absence (or a detector's `unknown`) left the rule open (none when
+        the rule is decided, whatever else it read)."""
         if self._unknown is None:
-            self._unknown = _unknown(self._trace, self._ctx.reads)
+            self._unknown = _unknown(self._trace, self._ctx.reads) if self.outcome == INDETERMINATE else ()
         return self._unknown
 
     def __repr__(self) -> str:
@@ -201,7 +203,7 @@ def _show(ctx: _Ctx) -> dict[str, Evidence | None]:
             shown[path] = None
             ctx.hidden = True
             continue
-        method = parent.get("method") if parent.__class__ is dict else None
+        method = parent.get("method") if parent.__class__ is dict and not site.is_method else None
         shown[path] = _new_tuple(Evidence, (str(path) if site.guarded else path, value, owners.get(site.top),
                                             method if method.__class__ is str else None))
     return shown
@@ -218,12 +220,14 @@ class _Site:
     """A place in a policy that reads a fact. For a field of a bound item it keeps the
     field's path for each item path (`components[1]` -> `components[1].kind`), made once."""
 
-    __slots__ = ("suffix", "top", "guarded", "paths")
+    __slots__ = ("suffix", "top", "guarded", "paths", "is_method")
 
     def __init__(self, suffix: str, top: str, guarded: bool) -> None:
         self.suffix = _Guarded(suffix) if guarded else suffix  # also the path of a read from the root
         self.top = top  # the fact sheet key the value is under: who wrote it
         self.guarded = guarded  # inside known(...) or the left of `otherwise`
+        # A fact named `method` (`declared.init.method`) is no detection method of its own.
+        self.is_method = suffix.rsplit(".", 1)[-1] == "method"
         self.paths: dict[str, str] = {}  # item path -> full path
 
     def path(self, prefix: str) -> str:
@@ -338,8 +342,8 @@ def _quantified_rule(rule: _CompiledRule, q: ast.Quantifier, comp: "_Compiler", 
         nonlocal paths
         trace = ctx.trace = []
         items = source(ctx, env)
-        if record is not None and items.__class__ is not list:
-            record(ctx, env)
+        if record is not None and (items.__class__ is not list or not items):
+            record(ctx, env)  # an unknown or empty list is evidence; other lists show through their items
         if items is None:
             return _explain(rule, None, ctx, trace, message)
         if len(paths) < len(items):
@@ -698,18 +702,22 @@ class _Compiler:
                 return None
             try:
                 if op == "+":
-                    return a + b
-                if op == "-":
-                    return a - b
-                if op == "*":
-                    return a * b
-                if b:
-                    return a / b
+                    r = a + b
+                elif op == "-":
+                    r = a - b
+                elif op == "*":
+                    r = a * b
+                elif b:
+                    r = a / b
+                else:
+                    ctx.no_value = (ctx.trace, "it divides by zero")  # no value; the explanation says why
+                    return None
             except OverflowError:
+                r = math.inf
+            if r.__class__ is float and not math.isfinite(r):  # past floating point: no value either
                 ctx.no_value = (ctx.trace, "a number grows beyond what it can compute")
                 return None
-            ctx.no_value = (ctx.trace, "it divides by zero")  # no value; the rule's explanation says why
-            return None
+            return r
         return arith
 
     def _Neg(self, e: ast.Neg) -> Fn:
@@ -795,7 +803,7 @@ class _Compiler:
         def quantify(ctx, env):
             nonlocal paths
             items = source(ctx, env)
-            if record is not None and items.__class__ is not list:
+            if record is not None and (items.__class__ is not list or not items):
                 record(ctx, env)
             if items is None:
                 return None
@@ -911,7 +919,7 @@ class _Compiler:
         def tally(ctx, env):
             nonlocal paths
             items = source(ctx, env)
-            if record is not None and items.__class__ is not list:
+            if record is not None and (items.__class__ is not list or not items):
                 record(ctx, env)
             if items is None:
                 return None

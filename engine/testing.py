@@ -33,7 +33,7 @@ from .files import read_text
 from .loader import load_policy
 from .source import Source
 
-__all__ = ["TEST_SUFFIX", "CaseResult", "TestFileResult", "find_test_files", "run_test_file"]
+__all__ = ["TEST_SUFFIX", "CaseResult", "TestFileResult", "coverage_gaps", "find_test_files", "run_test_file"]
 
 TEST_SUFFIX = ".test.yaml"
 OUTCOMES = ("pass", "fail", "indeterminate")
@@ -63,8 +63,13 @@ class TestFileResult:
         return all(c.ok for c in self.cases)
 
     def coverage_gaps(self) -> list[str]:
-        return [f"rule `{rule}` is never expected to {', '.join(sorted(set(OUTCOMES) - seen))}"
-                for rule, seen in self.coverage.items() if set(OUTCOMES) - seen]
+        return coverage_gaps(self.coverage)
+
+
+def coverage_gaps(coverage: dict[str, set[str]]) -> list[str]:
+    """rule id -> outcomes expected of it: a line for each rule not seen in all three."""
+    return [f"rule `{rule}` is never expected to {', '.join(sorted(set(OUTCOMES) - seen))}"
+            for rule, seen in coverage.items() if set(OUTCOMES) - seen]
 
 
 def find_test_files(paths: list[str | Path]) -> list[Path]:

@@ -366,3 +366,9 @@ def test_a_removed_parameter_an_inherited_rule_uses_points_to_the_removal(tmp_pa
     (d,) = info.value.diagnostics
     assert d.code == "unknown_name" and d.span.source.name.endswith("1.0.policy")
     assert d.help.startswith("`remove param t` at ") and "2.0.policy:4:1 removed it" in d.help
+
+
+def test_a_rule_cannot_be_called_verdict(catalogue):
+    (d,) = diagnostics_of(HEADER + 'rule verdict {\n  level blocking\n  cite "c"\n  require true\n  message "m"\n}\n',
+                          catalogue)
+    assert (d.code, d.span.text) == ("reserved_rule_id", "verdict")

@@ -502,6 +502,20 @@ def test_a_fixture_text_yaml_reads_as_false_says_to_quote_it(cli, tmp_path):
     assert run.code == 2 and "expected a text, got `false`" in run.err and "quote the text" in run.err
 
 
+def test_coverage_is_the_policys_across_its_test_files(cli, tmp_path):
+    (tmp_path / "1.0.policy").write_text('policy "t"\nversion "1.0"\nrule r {\n  level blocking\n  cite "x"\n'
+                                         '  require trail.checkpoints >= 2\n  message "m"\n}\n', encoding="utf-8")
+    (tmp_path / "1.0.test.yaml").write_text(
+        "cases:\n  - name: pass\n    facts: {trail: {checkpoints: 3}}\n    expect: {r: pass}\n"
+        "  - name: fail\n    facts: {trail: {checkpoints: 1}}\n    expect: {r: fail}\n", encoding="utf-8")
+    assert cli("test", tmp_path / "1.0.test.yaml").code == 1  # alone, it never sees `r` indeterminate
+    (tmp_path / "1.0-more.test.yaml").write_text(
+        "policy: 1.0.policy\ncases:\n  - name: unknown\n    facts: {}\n    expect: {r: indeterminate}\n",
+        encoding="utf-8")
+    run = cli("test", tmp_path)
+    assert run.code == 0 and "gap" not in run.out and run.out.endswith("3 of 3 cases pass\n")
+
+
 def test_a_coverage_gap_exits_1_unless_waived(cli, tmp_path):
     test_file = _copy_version(tmp_path)
     cases = test_file.read_text(encoding="utf-8").split("\n  - name: ")

@@ -347,3 +347,30 @@ def test_arithmetic_beyond_floating_point_leaves_the_rule_open_and_says_why(cata
     res = outcome_of(f"require {' * '.join([big] * 6)} / 3 > 1", {"model": {"parameters": 10**38}}, catalogue)
     assert res.outcome == INDETERMINATE
     assert res.message == "cannot decide: a number grows beyond what it can compute"
+
+
+def test_arithmetic_past_floating_point_has_no_value(catalogue):
+    res = outcome_of("require tokenizer.vocab_overlap * 1e308 * 10 - tokenizer.vocab_overlap * 1e308 * 10 == 0",
+                     {"tokenizer": {"vocab_overlap": 0.5}}, catalogue)
+    assert res.outcome == INDETERMINATE and res.message == "cannot decide: a number grows beyond what it can compute"
+
+
+def test_a_decided_rule_names_no_unknown_fact(catalogue):
+    res = outcome_of("require trail.present == true or trail.continuous == true",
+                     {"trail": {"continuous": True}}, catalogue)
+    assert res.outcome == PASS and res.unknown == ()
+
+
+def test_an_empty_list_that_decides_a_rule_is_its_evidence(catalogue):
+    params = 'param backbone: list[string] = ["language_model"]\n  "kinds"\n'
+    res = outcome_of("require count(c in components where c.kind in backbone) >= 1", {"components": []},
+                     catalogue, params)
+    assert res.outcome == FAIL and [(e.path, e.value) for e in res.evidence] == [("components", [])]
+    res = outcome_of("require all c in components: c.kind in backbone", {"components": []}, catalogue, params)
+    assert res.outcome == PASS and [(e.path, e.value) for e in res.evidence] == [("components", [])]
+
+
+def test_a_fact_named_method_is_not_its_own_detection_method(catalogue):
+    res = outcome_of('require declared.init.method == "random"', {"declared": {"init": {"method": "mixed"}}},
+                     catalogue)
+    assert [(e.path, e.value, e.method) for e in res.evidence] == [("declared.init.method", "mixed", None)]
