@@ -200,8 +200,11 @@ def check_policy(chain: Sequence[ast.Policy], catalogue: FactCatalogue) -> Check
         used.update(checker.check_rule(dup, params).params_used)
     for name, (p, policy) in merged.params.items():
         if name not in used and name in params:
-            diags.append(Diagnostic("unused_param", f"parameter `{name}` is not used by any rule",
-                                    p.name_span, severity="warning"))
+            inherited = policy is not leaf  # declared in a version this one extends
+            diags.append(Diagnostic(
+                "unused_param", f"parameter `{name}` is not used by any rule"
+                + (f" of version `{leaf.version}`" if inherited else ""), p.name_span, severity="warning",
+                help=f"add `remove param {name}` to version `{leaf.version}`" if inherited else None))
     if not any(r.level == "blocking" for r in rules) and not any(d.severity == "error" for d in diags):
         diags.append(Diagnostic("no_blocking_rule", "no rule is blocking: every model passes this policy",
                                 leaf.header_spans.get("version") or leaf.header_spans.get("policy"),

@@ -372,3 +372,11 @@ def test_a_rule_cannot_be_called_verdict(catalogue):
     (d,) = diagnostics_of(HEADER + 'rule verdict {\n  level blocking\n  cite "c"\n  require true\n  message "m"\n}\n',
                           catalogue)
     assert (d.code, d.span.text) == ("reserved_rule_id", "verdict")
+
+
+def test_an_inherited_parameter_no_rule_uses_any_more_says_how_to_drop_it(tmp_path, catalogue):
+    write(tmp_path, "1.0.policy", BASE)
+    child = write(tmp_path, "2.0.policy", 'policy "p"\nversion "2.0"\nextends "1.0"\nremove rule a\n')
+    (d,) = [w for w in load_policy(child, catalogue).warnings if w.code == "unused_param" and "`t`" in w.message]
+    assert d.message == "parameter `t` is not used by any rule of version `2.0`"
+    assert d.help == "add `remove param t` to version `2.0`"
