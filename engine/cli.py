@@ -101,8 +101,12 @@ def _output_target(output: Path, inputs: Sequence[Optional[Path]] = ()) -> Path:
     if output.name in ("", ".", ".."):
         _fail(f"{output or repr(str(output))}: not a file name for the output")
     target = Path(os.path.realpath(output))
-    for source in inputs:
-        if source is not None and source.exists() and target.exists() and os.path.samefile(source, target):
+    for source in inputs:  # a file, or a folder whose every file is read (a model, a catalogue)
+        if source is None or not source.exists() or not target.exists():
+            continue
+        if source.is_dir() and target.is_relative_to(os.path.realpath(source)):
+            _fail(f"{output}: is a file of `{source}`, which this command reads; write the output elsewhere")
+        if not source.is_dir() and os.path.samefile(source, target):
             _fail(f"{output}: is one of this command's inputs; write the output elsewhere")
     if not target.parent.exists():
         _fail(f"{output}: the folder `{output.parent}` does not exist")
@@ -223,7 +227,7 @@ def check(
     else:
         sheet = load_fact_sheet(subject, catalogue)
     report = build_report(evaluate_policy(checked, sheet, overrides, lang), overrides)
-    inputs = (subject, policy, manifest)
+    inputs = (subject, policy, manifest, _catalog_dir(catalog))
     if format == "json":
         _write_output(report_json(report), output, inputs)
     elif format == "markdown":
@@ -408,11 +412,7 @@ def detect(
     from .facts import validate_fact_sheet  # after detection, which starts reading at once
 
     validate_fact_sheet(data, f"{model} (detected)", _fact_catalogue())
-    if output is not None and Path(output).exists() and model.is_dir():
-        inside = Path(os.path.realpath(output)).is_relative_to(os.path.realpath(model))
-        if inside:  # a file of the submission itself (its config, a shard, the manifest)
-            _fail(f"{output}: is a file of the model folder read; write the fact sheet elsewhere")
-    _write_output(_dump_json(data), output, [manifest])
+    _write_output(_dump_json(data), output, [model, manifest, _catalog_dir(catalog)])
 
 
 @app.command()

@@ -783,6 +783,18 @@ def test_catalog_env_is_honoured_by_add_and_check(cli, tmp_path, monkeypatch):
     assert run.code == 3 and json.loads(run.out)["verdict"] == "indeterminate"
 
 
+def test_outputs_never_go_over_a_catalogue_file(cli, tmp_path):
+    model = _tiny_model(tmp_path / "tiny")
+    catalog = tmp_path / "catalog"
+    assert cli("catalog", "add", model, "--id", "tiny-ref", "--origin", "US", "--catalog", catalog).code == 0
+    ref = catalog / "tiny-ref" / "reference.json"
+    before = ref.read_bytes()
+    for args in (("detect", model), ("check", model, "--policy", V1, "-f", "json")):
+        run = cli(*args, "--catalog", catalog, "-o", ref)
+        assert run.code == 2 and "which this command reads" in run.err, args
+    assert ref.read_bytes() == before
+
+
 def test_detect_writes_a_sheet_that_check_reads_alike(cli, tmp_path):
     model = _tiny_model(tmp_path / "tiny")
     out = tmp_path / "tiny.json"
@@ -800,7 +812,7 @@ def test_detect_never_writes_over_a_file_of_the_model(cli, tmp_path):
     config = model / "config.json"
     before = config.read_bytes()
     run = cli("detect", model, "-o", config)
-    assert run.code == 2 and "is a file of the model folder" in run.err and config.read_bytes() == before
+    assert run.code == 2 and "which this command reads" in run.err and config.read_bytes() == before
     assert cli("detect", model, "-o", model / "facts.json").code == 0  # a new file beside them is fine
 
 
