@@ -68,6 +68,8 @@ _TOP = 8
 _LOG_DERIVED_COMBINED = math.log(DERIVED_COMBINED)
 _LOG_DERIVED_LAYER = math.log(DERIVED_LAYER)
 _LOG_INDEPENDENT_LAYER = math.log(INDEPENDENT_LAYER)
+# Component kinds whose tensors' rows are tokens, positions or classes.
+_INDEXED_ROWS = frozenset({"embeddings", "head"})
 # Names of 2-D weights whose input axis is pixels (a patch embedding written as Linear).
 _PIXEL_INPUT = re.compile(r"patch", re.IGNORECASE)
 
@@ -445,6 +447,10 @@ class PairMatcher:
         self.component = component
         self.ref = ref
         self.shapes = shapes
+        # Rows that are tokens, positions or classes (an embedding, a head): their order
+        # is not exchangeable between unrelated models (both learn the token frequencies),
+        # so they are never the features of a test, nor is a vector over them.
+        self.indexed_rows = component.kind in _INDEXED_ROWS
         self.evidence: dict[str, TensorEvidence] = {}
         self.partners: dict[str, list[TensorPrint]] = {}
         # Reference matrices of the same role stored the other way round: tested on the
@@ -524,7 +530,7 @@ class PairMatcher:
                     return
         best: tuple[float, float, str] | None = None
         for partner in partners:
-            log_p, sim = self._test(tp, gathered, partner)
+            log_p, sim = self._test(tp, gathered, partner, self.indexed_rows)
             if best is None or log_p < best[0]:
                 best = (log_p, sim, partner.name)
         if best is not None:
@@ -592,19 +598,21 @@ class PairMatcher:
         return None
 
     @staticmethod
-    def _test(tp: TensorPrint, gathered: Gathered, partner: TensorPrint) -> tuple[float, float]:
-        """(log p, similarity) of one tensor against one partner, Bonferroni over the tests run."""
+    def _test(tp: TensorPrint, gathered: Gathered, partner: TensorPrint,
+              indexed_rows: bool = False) -> tuple[float, float]:
+        """(log p, similarity) of one tensor against one partner, Bonferroni over the tests run.
+        With `indexed_rows`, a vector and a test whose features are the rows are not run."""
         results: list[tuple[float, float]] = []
         planned = 1
         if len(tp.shape) == 1:
-            if "V" in partner.sketches and "V" in gathered.slabs and partner.shape == tp.shape:
+            if "V" in partner.sketches and "V" in gathered.slabs and partner.shape == tp.shape and not indexed_rows:
                 x = finite_values(partner.dtype, partner.sketches["V"])[None, :]
                 results.append(aligned_test(x.astype(np.float64), gathered.values("V")[None, :], standardize=False))
         else:
             primary, fallback = _orientations(tp.name, tp.shape)
             r, c = tp.shape[0], math.prod(tp.shape[1:])
             pr, pc = partner.shape[0], math.prod(partner.shape[1:])
-            usable = {"R": c == pc, "C": r == pr}
+            usable = {"R": c == pc, "C": r == pr and not indexed_rows}
             key = primary if usable[primary] else fallback if usable[fallback] else None
             if key is not None and key in partner.sketches and key in gathered.slabs \
                     and partner.sketches[key].shape[0] >= 3:

@@ -90,7 +90,7 @@ class WeightsDetector:
     """Groups tensors into components and relates each to the reference catalogue."""
 
     name = "weights"
-    version = "1.1.0"  # 1.1: non-finite weights read as 0; unpaired names give unknown
+    version = "1.2.0"  # 1.1: non-finite weights read as 0; unpaired names give unknown. 1.2: token rows never exchangeable
     emits = ("components", "model")
     facts = (
         FactDecl("model.parameters", "integer", "parameters across all safetensors files"),
