@@ -236,16 +236,45 @@ def _place(root: yaml.Node, loc: tuple[Any, ...], at_key: bool = False) -> str:
 
 
 class _ManifestLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases, at the alias's own place.
+    """SafeLoader that refuses aliases, at the alias's own place, and reads whole numbers
+    and truth values as YAML 1.2 does.
 
     Aliases only obscure a short hand-written file, and they allow exponential blow-up.
+    YAML 1.1, PyYAML's default, reads a seed written `010` as 8 (octal) and `1:30` as 90
+    (base 60), and `yes`/`no`/`on`/`off` as truth values: a declaration would change
+    without a word. Here `010` is ten, `1:30` a text, and only `true`/`false` are truth
+    values.
     """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers
+                if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:bool")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
             raise yaml.composer.ComposerError(None, None, "aliases are not allowed", mark)
         return super().compose_node(parent, index)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = self.construct_scalar(node)
+        sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+        if digits[:2] in ("0o", "0x"):
+            return sign * int(digits[2:], 8 if digits[1] == "o" else 16)
+        return sign * int(digits, 10)
+
+    def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
+        return self.construct_scalar(node).lower() == "true"
+
+
+_ManifestLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+_ManifestLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_ManifestLoader.add_constructor("tag:yaml.org,2002:int", _ManifestLoader.construct_yaml_int)
+_ManifestLoader.add_constructor("tag:yaml.org,2002:bool", _ManifestLoader.construct_yaml_bool)
 
 
 def compose_yaml(text: str, file: Any) -> tuple[yaml.Node | None, Any]:

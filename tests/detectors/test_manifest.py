@@ -158,12 +158,9 @@ MALFORMED = [
         "components[1].source at line 7:13",
         "expected one of own, external, got `extrnal`",
     ),
-    (
-        GOOD
-        + "components:\n  - name: vit\n    source: external\n    reference: r\n    origin: NO\n",
-        "components[0].origin at line 7:13",
-        'expected text, got `false`; write "NO" in quotes',
-    ),
+    (GOOD + "schema_version: 1\n", "line 3:1", "duplicate key `schema_version`"),
+    (GOOD + "components:\n  - {name: lm, source: own, frozen: yes}\n", "components[0].frozen at line 4:37",
+     "expected true or false"),
     (
         GOOD
         + "components:\n  - name: vit\n    source: external\n    reference: r\n    origin: USA\n",
@@ -281,3 +278,15 @@ def test_public_api_is_pinned() -> None:
         "parse_manifest",
         "write_schema",
     ]
+
+
+@pytest.mark.parametrize(("written", "read"), [
+    ("seed: 010", {"seed": 10}),  # YAML 1.1 would read 8 (octal)
+    ("seed: 0x10", {"seed": 16}),
+    ("seed: 1:30", {"seed": "1:30"}),  # YAML 1.1 would read 90 (base 60); a text is refused below
+    ("origin: NO", {"origin": "NO"}),  # Norway, not false
+    ("frozen: true", {"frozen": True}),
+])
+def test_yaml_is_read_as_yaml_1_2_reads_it(written, read):
+    from detectors.manifest import compose_yaml
+    assert compose_yaml(written, "originality.yaml")[1] == read
