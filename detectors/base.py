@@ -19,6 +19,7 @@ __all__ = [
     "DetectContext",
     "Detector",
     "InputError",
+    "inside_folder",
 ]
 
 # The value types a fact may declare. `list[object]` declares a list whose element
@@ -128,6 +129,14 @@ _BREAKS = re.compile(r"\s*[\n\r\t\v\f\x1c-\x1f\x85\u2028\u2029]\s*")
 
 
 # The same in engine/diagnostics.py: the two packages share no code (their seam is the fact sheet).
+def inside_folder(root: Path, path: Path) -> Path:
+    """`path`, or an InputError when it (through a symlink) leaves the model folder `root`:
+    what a submission's files say must come from the submission."""
+    if Path(root).resolve() not in Path(path).resolve().parents:
+        raise InputError(path, None, "links outside the model folder")
+    return path
+
+
 def _printable(text: str, breaks: bool = False) -> str:
     """Text safe to show on one line: with `breaks`, line breaks and tabs (a library's
     formatting) become one space; any other character that does not print (a control

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from detectors.base import DetectContext, FactDecl, InputError
+from detectors.base import DetectContext, FactDecl, InputError, inside_folder
 from detectors.manifest import compose_yaml
 
 __all__ = ["CARD_FILE", "CardDetector", "read_card_metadata"]
@@ -91,8 +91,7 @@ class CardDetector:
                                  "base_model_relation": None, "license": None}
         if not (path.exists() or path.is_symlink()):
             return {"card": facts}
-        if root.resolve() not in path.resolve().parents:
-            raise InputError(path, None, "links outside the model folder")
+        inside_folder(root, path)
         if not path.is_file():
             raise InputError(path, None, "is not a regular file")
         facts["present"] = True

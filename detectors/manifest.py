@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from detectors.base import DetectContext, FactDecl, InputError
+from detectors.base import DetectContext, FactDecl, InputError, inside_folder
 
 __all__ = [
     "MANIFEST_FILE",
@@ -421,7 +421,7 @@ def find_manifest(root: Path, explicit: Path | None = None) -> Path | None:
     if explicit is not None:
         return Path(explicit)
     candidate = Path(root) / MANIFEST_FILE
-    return candidate if candidate.is_file() else None
+    return inside_folder(root, candidate) if candidate.is_file() else None
 
 
 def manifest_schema() -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 from blake3 import blake3
 
-from detectors.base import DetectContext, FactDecl, InputError
+from detectors.base import DetectContext, FactDecl, InputError, inside_folder
 from detectors.model import read_json
 
 __all__ = [
@@ -222,6 +222,9 @@ def read_tokenizer(root: Path) -> TokenizerFiles | None:
     """Read the model folder's tokenizer: tokenizer.json, else vocab.json (+ merges.txt),
     else a SentencePiece tokenizer.model; None when there is none."""
     root = Path(root)
+    for name in ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model"):
+        if (root / name).is_file():  # a tokenizer from elsewhere is not the submission's
+            inside_folder(root, root / name)
     if (root / "tokenizer.json").is_file():
         return _read_tokenizer_json(root / "tokenizer.json")
     if (root / "vocab.json").is_file():

@@ -290,3 +290,11 @@ def test_public_api_is_pinned() -> None:
 def test_yaml_is_read_as_yaml_1_2_reads_it(written, read):
     from detectors.manifest import compose_yaml
     assert compose_yaml(written, "originality.yaml")[1] == read
+
+
+def test_a_manifest_that_links_outside_the_model_folder_is_refused(tmp_path: Path) -> None:
+    root = write_model(tmp_path / "m", manifest=None)
+    (tmp_path / "elsewhere.yaml").write_text("schema_version: 1\norganisation: Someone else\n")
+    (root / "originality.yaml").symlink_to(tmp_path / "elsewhere.yaml")
+    with open_model(root) as model, pytest.raises(InputError, match="links outside the model folder"):
+        ManifestDetector().detect(model, DetectContext())

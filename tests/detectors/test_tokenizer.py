@@ -365,3 +365,13 @@ def test_public_api_is_pinned() -> None:
         "sketch_tokenizer",
         "vocab_overlap",
     ]
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model"])
+def test_tokenizer_files_that_link_outside_the_model_folder_are_refused(tmp_path: Path, name: str) -> None:
+    root = tmp_path / "m"
+    root.mkdir()
+    (tmp_path / "elsewhere").write_text("{}")
+    (root / name).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(InputError, match="links outside the model folder"):
+        read_tokenizer(root)
