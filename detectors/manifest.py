@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from detectors.base import DetectContext, FactDecl, InputError, inside_folder
 
@@ -100,6 +101,14 @@ class Manifest(_Strict):
     )
 
     schema_version: Literal[1] = Field(description="manifest format version")
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        # `true` and `1.0` equal 1 to Python: refused as the literal they are not.
+        if value.__class__ is not int:
+            raise PydanticCustomError("literal_error", "not the whole number 1", {"expected": "1"})
+        return value
     organisation: Text = Field(description="organisation submitting the model")
     members: list[Text] | None = Field(None, description="consortium members")
     base_model: Text | None = Field(None, description="declared base model; null when none")
@@ -197,7 +206,8 @@ def _problem(error: dict[str, Any], node: yaml.Node | None) -> str:
         )
         return f"unknown field `{loc[-1]}`{hint}"
     if kind == "literal_error" and loc == ("schema_version",):
-        return f"unsupported schema_version `{value}`; this reader knows 1"
+        shown = f'"{value}", a text' if isinstance(value, str) else str(value).lower()
+        return f"unsupported schema_version `{shown}`; this reader knows the whole number 1"
     if kind == "literal_error":
         value = f"`{value}`" if isinstance(value, str) else _got(value)
         expected = re.findall(r"'([^']*)'|(\d+)", error["ctx"]["expected"])
@@ -302,6 +312,8 @@ def compose_yaml(text: str, file: Any) -> tuple[yaml.Node | None, Any]:
         raise InputError(file, place, f"invalid YAML: {problem}") from None
     except yaml.YAMLError as error:
         raise InputError(file, None, f"invalid YAML: {error}") from None
+    except RecursionError:
+        raise InputError(file, None, "invalid YAML: it nests too deeply") from None
     finally:
         loader.dispose()
 

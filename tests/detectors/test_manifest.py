@@ -298,3 +298,17 @@ def test_a_manifest_that_links_outside_the_model_folder_is_refused(tmp_path: Pat
     (root / "originality.yaml").symlink_to(tmp_path / "elsewhere.yaml")
     with open_model(root) as model, pytest.raises(InputError, match="links outside the model folder"):
         ManifestDetector().detect(model, DetectContext())
+
+
+@pytest.mark.parametrize(("written", "shown"), [
+    ("true", "`true`"), ("1.0", "`1.0`"), ('"1"', '`"1", a text`'), ("2", "`2`")])
+def test_schema_version_is_the_whole_number_1(written, shown):
+    with pytest.raises(InputError) as err:
+        parse_manifest(f"schema_version: {written}\norganisation: Lab\n")
+    assert str(err.value) == (f"originality.yaml: schema_version at line 1:17: unsupported schema_version {shown}; "
+                              "this reader knows the whole number 1")
+
+
+def test_yaml_nested_too_deeply_is_one_clear_problem():
+    with pytest.raises(InputError, match="it nests too deeply"):
+        parse_manifest("schema_version: 1\nx: " + "[" * 3000 + "]" * 3000 + "\n")
