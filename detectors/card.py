@@ -105,7 +105,7 @@ class CardDetector:
             base = []
         elif _text(base):
             base = [base]
-        elif not (isinstance(base, list) and base and all(_text(b) for b in base)):
+        elif not (isinstance(base, list) and all(_text(b) for b in base)):  # `[]`: none
             raise InputError(path, _value_place(node, "base_model"), "`base_model` must be a model id or a list of them")
         facts["base_model"] = [b.strip() for b in base]
         for key in ("base_model_relation", "license"):

@@ -336,6 +336,10 @@ def _check_nodes(node: yaml.Node, shown: str) -> None:
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
             _check_nodes(item, shown)
+    elif isinstance(node, yaml.ScalarNode) and any("\ud800" <= c <= "\udfff" for c in node.value):
+        mark = node.start_mark  # (written as an escape: half of a UTF-16 pair, no character)
+        raise InputError(shown, f"line {mark.line + 1}:{mark.column + 1}",
+                         "holds half of a UTF-16 surrogate pair, which is no character")
 
 
 def _consistency(manifest: Manifest) -> list[tuple[tuple[Any, ...], str]]:

@@ -104,7 +104,7 @@ def test_a_long_card_is_read_only_to_its_metadata(tmp_path):
     ("---\nlicense: mit\n  bad: indent\n---\n", "line 3:6", "invalid YAML"),
     ("---\n- a\n- b\n---\n", "line 2:1", "metadata must be a mapping"),
     ("---\nlicense: mit\nbase_model: 12\n---\n", "line 3:13", "`base_model` must be a model id"),
-    ("---\nbase_model: []\n---\n", "line 2:13", "`base_model` must be a model id"),
+    ("---\nbase_model: \"\\ud800\"\n---\n", "line 2:13", "half of a UTF-16 surrogate pair"),
     ("---\nbase_model: [a, 3]\n---\n", "line 2:13", "`base_model` must be a model id"),
     ("---\nlicense: [mit]\n---\n", "line 2:10", "`license` must be a name"),
     ("---\nbase_model_relation: ''\n---\n", "line 2:22", "`base_model_relation` must be a name"),
@@ -153,3 +153,9 @@ def test_any_card_gives_facts_or_one_clear_error(tmp_path, parts):
         return
     assert facts["present"] is True and facts["metadata"] is True
     assert all(isinstance(b, str) and b for b in facts["base_model"])
+
+
+def test_a_card_may_name_no_base_model_as_an_empty_list(tmp_path):
+    (tmp_path / "README.md").write_text("---\nbase_model: []\nlicense: mit\n---\n# A model\n")
+    card = detect(tmp_path)
+    assert (card["metadata"], card["base_model"], card["license"]) == (True, [], "mit")
