@@ -463,7 +463,12 @@ def catalog_add(
         name, sep, prefix = pair.partition("=")
         if not sep or not name or not prefix:
             _fail(f"--component `{pair}`: write it as NAME=PREFIX, e.g. `vision_encoder=visual.`")
+        if name in components:
+            _fail(f"--component `{pair}`: `{name}` is already given as `{components[name]}`")
         components[name] = prefix
+    for option, value in (("--organisation", organisation), ("--license", license)):
+        if value is not None and not value.strip():
+            _fail(f"{option}: an empty text; leave the option out when it is not known")
     ref = add_reference(path, id=id, origin=origin, organisation=organisation, license=license,
                         components=components or None, catalog=folder, replace=replace)
     typer.echo(f"added `{ref.id}` ({ref.origin}) to {folder}")

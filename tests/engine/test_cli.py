@@ -1060,3 +1060,13 @@ def test_the_terminal_table_cuts_a_huge_name_that_the_json_keeps(cli, tmp_path):
     table = cli("check", path, "--policy", V2).out
     assert "… (98,000 more characters)" in table and len(table) < 20_000
     assert json.loads(cli("check", path, "--policy", V2, "-f", "json").out)["subject"]["name"] == "m" * 100_000
+
+
+@pytest.mark.parametrize("args,problem", [
+    (("--component", "lm=model.", "--component", "lm=other."), "`lm` is already given as `model.`"),
+    (("--license", " "), "--license: an empty text"),
+])
+def test_catalog_add_refuses_options_it_would_lose(cli, tmp_path, args, problem):
+    model = _tiny_model(tmp_path / "tiny")
+    run = cli("catalog", "add", model, "--id", "ref", "--origin", "US", "--catalog", tmp_path / "cat", *args)
+    assert run.code == 2 and problem in run.err and not (tmp_path / "cat" / "ref").exists()
