@@ -149,7 +149,8 @@ def decode(dtype: str, native: np.ndarray) -> np.ndarray:
         return (native.astype(np.uint32) << np.uint32(16)).view(np.float32)
     if dtype in FP8_LAYOUTS:
         return fp8_table(dtype)[native]
-    return native.astype(np.float32)
+    with np.errstate(over="ignore"):  # F64 past float32's range becomes ±inf, read as such
+        return native.astype(np.float32)
 
 
 def finite_values(dtype: str, native: np.ndarray) -> np.ndarray:

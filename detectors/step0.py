@@ -156,10 +156,14 @@ def regenerates(step0: ModelFolder, seed: int, std: float) -> bool:
     return generated > 0
 
 
+# The recipe multiplies in float32: a scale past this makes no finite weights.
+_MAX_STD = 1e30
+
+
 def check_std(std: Any, source: Any, place: str | None) -> float:
-    """A recipe scale: a finite number above zero."""
-    if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std <= 0:
-        raise InputError(source, place, f"std must be a number above 0, got {json.dumps(std)}")
+    """A recipe scale: a finite number above zero (and at most 1e30: the weights are float32)."""
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or not 0 < std <= _MAX_STD:
+        raise InputError(source, place, f"std must be a number above 0 and at most 1e30, got {json.dumps(std)}")
     return float(std)
 
 

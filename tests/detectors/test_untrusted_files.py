@@ -193,3 +193,15 @@ def test_odd_weights_give_facts_or_one_clear_error(base, catalogue, tmp_path_fac
             shutil.rmtree(root.parent)
 
     run()
+
+
+def test_f64_weights_past_float32_are_read_without_a_warning(base, catalogue, tmp_path):
+    root = tmp_path / "big"
+    shutil.copytree(base, root)
+    for f in root.glob("*.safetensors"):
+        f.unlink()
+    save_file({"model.embed_tokens.weight": np.full((16, 8), 1e300), "lm_head.weight": np.full((16, 8), -1e300)},
+              str(root / "model.safetensors"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        detect_model(root, catalog=catalogue)

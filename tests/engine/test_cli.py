@@ -850,6 +850,7 @@ def test_init_writes_step0_and_prints_its_commitment(cli, tmp_path):
     (("--seed", "-1", "--std", "0.02"), "seed must be a whole number"),
     (("--seed", "1", "--std", "0"), "std must be a number above 0"),
     (("--seed", "1", "--std", "inf"), "std must be a number above 0"),
+    (("--seed", "1", "--std", "1e308"), "at most 1e30"),
 ])
 def test_init_bad_values_exit_2_with_one_line(cli, tmp_path, args, problem):
     run = cli("init", _template(tmp_path / "tpl"), *args, "-o", tmp_path / "out")
