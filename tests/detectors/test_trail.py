@@ -150,7 +150,7 @@ def test_declared_facts_are_the_architecture_table():
     declared = [(d.path, d.type, d.doc) for d in TrailDetector.facts]
     assert declared == rows
     detector = TrailDetector()
-    assert (detector.name, detector.version, detector.emits) == ("trail", "1.1.0", ("trail",))
+    assert (detector.name, detector.version, detector.emits) == ("trail", "1.2.0", ("trail",))
 
 
 def test_registered_as_entry_point():
@@ -503,3 +503,18 @@ def test_bf16_checkpoints_are_compared_like_fp32(tmp_path, runs):
     assert facts["continuous"] is True
     assert facts["ends_at_release"] is True  # fp32 release continues the bf16 trail
     assert facts["initial_random"] is True
+
+
+def test_checkpoints_far_apart_still_make_a_continuous_trail(tmp_path, runs):
+    # Checkpoints of a fast-moving run kept hundreds of steps apart: each keeps a
+    # correlation of about 0.25 with the one before, far above unrelated weights (~0).
+    g = torch.Generator().manual_seed(5)
+    state = runs["own"][0]
+    steps = {0: state}
+    for k in (1, 2, 3):
+        state = {n: v + 3.9 * v.std() * torch.randn(v.shape, generator=g) if v.ndim == 2 else v
+                 for n, v in state.items()}
+        steps[500 * k] = state
+    facts = detect(write_trail(tmp_path / "sparse", steps, state, commit=False))
+    assert 0.1 < facts["min_link_similarity"] < 0.3
+    assert facts["continuous"] is True
