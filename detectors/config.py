@@ -39,6 +39,30 @@ ARCHITECTURE_FIELDS = (
     "hidden_act",
     "tie_word_embeddings",
     "head_dim",
+    # The same shape under other families' names (GPT-2, GPT-J/NeoX, T5, BART, OPT, Falcon).
+    "n_embd",
+    "n_layer",
+    "n_head",
+    "n_inner",
+    "n_positions",
+    "n_ctx",
+    "d_model",
+    "d_ff",
+    "d_kv",
+    "num_layers",
+    "num_heads",
+    "num_decoder_layers",
+    "encoder_layers",
+    "decoder_layers",
+    "encoder_attention_heads",
+    "decoder_attention_heads",
+    "encoder_ffn_dim",
+    "decoder_ffn_dim",
+    "ffn_dim",
+    "word_embed_proj_dim",
+    "rotary_dim",
+    "activation_function",
+    "layer_norm_epsilon",
 )
 NESTED_CONFIGS = ("vision_config", "audio_config", "text_config")
 # Encoder configs name their shape differently (Whisper's d_model, ViT's patch_size);
@@ -143,7 +167,7 @@ class ConfigDetector:
     """Reads config.json; reports the reference whose architecture agrees most."""
 
     name = "config"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1: the shape fields of GPT-2, T5, BART, OPT and others count
     emits = ("config",)
     facts = (
         FactDecl("config.present", "boolean", "config.json exists"),

@@ -183,3 +183,14 @@ def test_public_api_is_pinned() -> None:
         "architecture_fields",
         "config_agreement",
     ]
+
+
+@pytest.mark.parametrize("names", [
+    {"model_type": "gpt2", "n_embd": 768, "n_layer": 48, "n_head": 12, "vocab_size": 50257},
+    {"model_type": "t5", "d_model": 512, "num_layers": 24, "num_heads": 8, "d_ff": 2048, "vocab_size": 32128},
+])
+def test_other_families_shape_fields_count(names):
+    """A config that names its shape as GPT-2 or T5 do: a deeper model is not identical."""
+    shallow = dict(names, **{k: 2 for k in ("n_layer", "num_layers") if k in names})
+    assert config_agreement(architecture_fields(names), architecture_fields(shallow)) < 1.0
+    assert config_agreement(architecture_fields(names), architecture_fields(dict(names))) == 1.0
