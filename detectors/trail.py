@@ -430,8 +430,13 @@ def find_checkpoints(root: Path) -> list[tuple[int, Path]]:
     steps: dict[int, Path] = {}
     for entry in sorted(folder.iterdir()):
         match = _STEP.match(entry.name)
-        if not match or not entry.is_dir():
+        if not match:
+            if entry.name.lower().startswith("step"):  # meant as a checkpoint: never dropped silently
+                raise InputError(entry, None, "a checkpoint folder is named `step-<N>`, N a whole number "
+                                 "(e.g. `step-1000`)")
             continue
+        if not entry.is_dir():
+            raise InputError(entry, None, "a checkpoint is a folder holding the weights, not a file")
         if real_root not in entry.resolve().parents:
             raise InputError(entry, None, "checkpoint links outside the model folder")
         step = int(match.group(1))

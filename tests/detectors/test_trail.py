@@ -518,3 +518,22 @@ def test_checkpoints_far_apart_still_make_a_continuous_trail(tmp_path, runs):
     facts = detect(write_trail(tmp_path / "sparse", steps, state, commit=False))
     assert 0.1 < facts["min_link_similarity"] < 0.3
     assert facts["continuous"] is True
+
+
+@pytest.mark.parametrize("name,file,problem", [
+    ("step-1e3", False, "named `step-<N>`"), ("Step-0", False, "named `step-<N>`"), ("step_5", False, "named"),
+    ("step-7", True, "is a folder holding the weights, not a file"),
+])
+def test_a_checkpoint_named_amiss_is_never_dropped_silently(tmp_path, runs, name, file, problem):
+    root = write_trail(tmp_path / "t", {0: runs["own"][0]}, runs["own"][STEPS], commit=False)
+    odd = root / "checkpoints" / name
+    if file:
+        odd.write_text("weights?")
+    else:
+        write_model(odd, runs["own"][EVERY])
+    with pytest.raises(InputError, match=problem):
+        detect(root)
+    # Other entries (notes, logs, the commitment) stay allowed.
+    shutil.rmtree(odd) if odd.is_dir() else odd.unlink()
+    (root / "checkpoints" / "notes.txt").write_text("lr 3e-4")
+    assert detect(root)["checkpoints"] == 1
