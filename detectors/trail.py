@@ -481,13 +481,14 @@ class TrailDetector:
         facts: dict[str, Any] = {decl.path.split(".", 1)[1]: None for decl in self.facts}
         steps = find_checkpoints(model.root)
         facts["present"] = bool(steps)
-        if not steps:
-            return {"trail": facts}
         commitment_path = model.root / CHECKPOINTS_DIR / COMMITMENT_FILE
         committed = commitment_path.exists() or commitment_path.is_symlink()
         if committed and model.root.resolve() not in commitment_path.resolve().parents:
             raise InputError(commitment_path, None, "commitment links outside the model folder")
         commitment = read_commitment(commitment_path) if committed else None
+        if not steps:  # a commitment is read and reported even with no checkpoint to hold it to
+            facts["committed"] = True if committed else None
+            return {"trail": facts}
         facts["checkpoints"] = len(steps)
         facts["committed"] = committed
 

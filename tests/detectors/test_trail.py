@@ -536,3 +536,16 @@ def test_a_checkpoint_named_amiss_is_never_dropped_silently(tmp_path, runs, name
     shutil.rmtree(odd) if odd.is_dir() else odd.unlink()
     (root / "checkpoints" / "notes.txt").write_text("lr 3e-4")
     assert detect(root)["checkpoints"] == 1
+
+
+def test_a_commitment_without_checkpoints_is_read_and_reported(tmp_path, runs):
+    root = tmp_path / "m"
+    write_model(root, runs["own"][STEPS])
+    (root / "checkpoints").mkdir()
+    (root / "checkpoints" / "commitment.json").write_text(json.dumps({"seed": 1, "init": "normal(0, 0.02)"}))
+    with pytest.raises(InputError, match="step0_digest"):
+        detect(root)  # checked, though nothing can be held to it
+    (root / "checkpoints" / "commitment.json").write_text(json.dumps(
+        {"seed": 1, "init": "normal(0, 0.02)", "step0_digest": "blake3:" + "0" * 64}))
+    facts = detect(root)
+    assert (facts["present"], facts["committed"], facts["commitment_matches"]) == (False, True, None)
