@@ -331,6 +331,8 @@ def _check_nodes(node: yaml.Node, shown: str) -> None:
                 if key.value in keys:
                     raise InputError(shown, place, f"duplicate key `{key.value}`")
                 keys.add(key.value)
+            if key.tag != "tag:yaml.org,2002:str":  # every key these files know is a name
+                raise InputError(shown, place, f"a key must be a name, not `{str(key.value)[:40]}`")
             _check_nodes(key, shown)
             _check_nodes(value, shown)
     elif isinstance(node, yaml.SequenceNode):

@@ -312,3 +312,10 @@ def test_schema_version_is_the_whole_number_1(written, shown):
 def test_yaml_nested_too_deeply_is_one_clear_problem():
     with pytest.raises(InputError, match="it nests too deeply"):
         parse_manifest("schema_version: 1\nx: " + "[" * 3000 + "]" * 3000 + "\n")
+
+
+@pytest.mark.parametrize("key", ["1", "true", "null"])
+def test_a_key_that_is_no_name_is_placed_where_it_is(key):
+    with pytest.raises(InputError) as err:
+        parse_manifest(f"schema_version: 1\norganisation: Lab\n{key}: x\n")
+    assert str(err.value) == f"originality.yaml: line 3:1: a key must be a name, not `{key}`"
