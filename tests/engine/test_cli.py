@@ -13,6 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import jsonschema
 import pytest
@@ -615,15 +616,21 @@ def test_diff_says_why_when_a_parameter_changes(cli):
     assert diff["new"]["params"]["tokenizer_overlap_limit"] == 0.2
 
 
-@pytest.mark.parametrize("level,moved", [("advisory", "fail → pass"), ("blocking", None)])
-def test_diff_names_a_rule_whose_level_alone_moves_a_verdict(cli, tmp_path, level, moved):
+def _revision(tmp_path: Path, rule_id: str, edit: Callable[[str], str]) -> Path:
+    """A version 1.1 of the shipped 1.0 beside a copy of it, redefining one rule as `edit`
+    rewrites its text."""
     shutil.copy(V1, tmp_path / "1.0.policy")
     text = (ROOT / V1).read_text(encoding="utf-8")
-    start = text.index("rule no_frozen_external_encoder {")
+    start = text.index(f"rule {rule_id} {{")
     block = text[start:text.index("\n}\n", start) + 3]
-    (tmp_path / "1.1.policy").write_text(
-        'policy "msit-originality"\nversion "1.1"\nextends "1.0"\n\n'
-        + block.replace("level blocking", f"level {level}"), encoding="utf-8")
+    path = tmp_path / "1.1.policy"
+    path.write_text('policy "msit-originality"\nversion "1.1"\nextends "1.0"\n\n' + edit(block), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("level,moved", [("advisory", "fail → pass"), ("blocking", None)])
+def test_diff_names_a_rule_whose_level_alone_moves_a_verdict(cli, tmp_path, level, moved):
+    _revision(tmp_path, "no_frozen_external_encoder", lambda block: block.replace("level blocking", f"level {level}"))
     args = ("diff", "--old", tmp_path / "1.0.policy", "--new", tmp_path / "1.1.policy", sheet("frozen-vision-encoder"))
     diff = json.loads(cli(*args, "-f", "json").out)
     validate(diff, "diff.schema.json")
@@ -642,14 +649,8 @@ def test_diff_names_a_rule_whose_level_alone_moves_a_verdict(cli, tmp_path, leve
 
 
 def test_diff_reports_a_changed_note_as_wording(cli, tmp_path):
-    shutil.copy(V1, tmp_path / "1.0.policy")
-    text = (ROOT / V1).read_text(encoding="utf-8")
-    start = text.index("rule backbone_found {")
-    block = text[start:text.index("\n}\n", start) + 3]
-    (tmp_path / "1.1.policy").write_text(
-        'policy "msit-originality"\nversion "1.1"\nextends "1.0"\n\n'
-        + block.replace("  level blocking", '  note "a pickle-only submission fails this rule"\n  level blocking'),
-        encoding="utf-8")
+    _revision(tmp_path, "backbone_found", lambda block: block.replace(
+        "  level blocking", '  note "a pickle-only submission fails this rule"\n  level blocking'))
     diff = json.loads(cli("diff", "--old", tmp_path / "1.0.policy", "--new", tmp_path / "1.1.policy",
                           sheet("frozen-vision-encoder"), "-f", "json").out)
     assert {r["id"]: r for r in diff["rules"]}["backbone_found"] == {
