@@ -102,10 +102,13 @@ def _output_target(output: Path, inputs: Sequence[Optional[Path]] = ()) -> Path:
         _fail(f"{output or repr(str(output))}: not a file name for the output")
     target = Path(os.path.realpath(output))
     for source in inputs:  # a file, or a folder whose every file is read (a model, a catalogue)
-        if source is None or not source.exists() or not target.exists():
+        if source is None or not source.exists():
             continue
         if source.is_dir() and target.is_relative_to(os.path.realpath(source)):
-            _fail(f"{output}: is a file of `{source}`, which this command reads; write the output elsewhere")
+            # Even a new file: the next reading of the folder would find it (a model's digest).
+            _fail(f"{output}: lies in `{source}`, which this command reads; write the output elsewhere")
+        if not target.exists():
+            continue
         if not source.is_dir() and os.path.samefile(source, target):
             _fail(f"{output}: is one of this command's inputs; write the output elsewhere")
     if not target.parent.exists():
@@ -369,7 +372,7 @@ def diff(
     from .diff import render_diff_markdown, render_diff_table
     from .diff import diff_verdicts as _diff
     from .evaluator import prepare_policy
-    from .facts import load_fact_sheet
+    from .facts import FACTS_SCHEMA_ID, read_json, validate_fact_sheet
 
     if format not in ("table", "json", "markdown"):
         _fail(f"--format `{format}`: choose one of table, json, markdown")
@@ -390,7 +393,28 @@ def diff(
                 files.append(f)
     if not files:
         _fail(f"{', '.join(map(str, sheets))}: no fact sheets (*.json) to compare")
-    result = _diff(old_program, new_program, (load_fact_sheet(f, catalogue) for f in files), every_change)
+    named = {os.path.realpath(p) for p in sheets if not p.is_dir()}
+    skipped: list[tuple[Path, Any]] = []
+
+    def fact_sheets():
+        # A folder may keep other JSON beside its sheets (reports, earlier diffs, model
+        # configs): skipped, and said; a file named on the command line must be a sheet.
+        for f in files:
+            data = read_json(f, "fact sheet")
+            schema = data.get("schema") if isinstance(data, dict) else None
+            if os.path.realpath(f) not in named and schema != FACTS_SCHEMA_ID:
+                skipped.append((f, schema))
+                continue
+            yield validate_fact_sheet(data, str(f), catalogue)
+
+    result = _diff(old_program, new_program, fact_sheets(), every_change)
+    if skipped:
+        first, schema = skipped[0]
+        what = f"schema `{schema}`" if isinstance(schema, str) else "no fact sheet schema"
+        typer.echo(f"note: skipped {len(skipped)} JSON file{'s' * (len(skipped) != 1)} that "
+                   f"{'are' if len(skipped) != 1 else 'is'} not a fact sheet (first: {first}, {what})", err=True)
+    if not result["summary"]["sheets"]:
+        _fail(f"{', '.join(map(str, sheets))}: no fact sheets to compare")
     inputs = [old, new, *files]
     if format == "json":
         _write_output(_dump_json(result), output, inputs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Optional
@@ -12,11 +13,11 @@ from . import markdown as md
 from .checker import CheckedPolicy, CheckedRule
 from .diagnostics import printable
 from .evaluator import Program
-from .facts import FactSheet
+from .facts import FactSheet, canonical_json
 from .formatter import format_expr
-from .report import _Strict, seal
+from .report import _Strict
 
-__all__ = ["DIFF_SCHEMA_ID", "Diff", "RuleChange", "diff_rules", "diff_verdicts", "render_diff_markdown",
+__all__ = ["DIFF_SCHEMA_ID", "Diff", "RuleChange", "diff_digest", "diff_rules", "diff_verdicts", "render_diff_markdown",
            "render_diff_table"]
 
 DIFF_SCHEMA_ID = "originality.diff/1"
@@ -76,7 +77,8 @@ class Diff(_Strict):
     summary: DiffSummary
     sheets: list[DiffSheet] = Field(description="sheets whose verdict changes (with --every-change: also those "
                                                 "where only a rule's outcome changes)")
-    diff_digest: str = Field(description="sha256 of this diff's canonical JSON without this field")
+    diff_digest: str = Field(description="sha256 of this diff's canonical JSON without this field and without "
+                                         "the sheets' paths (see `diff_digest`)")
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ def diff_verdicts(old: Program, new: Program, sheets: Iterable[FactSheet], every
                 "old": a.verdict, "new": b.verdict, "verdict_changed": a.verdict != b.verdict, "rules": rules,
             })
     changed_sheets.sort(key=lambda s: (not s["verdict_changed"], s["sheet"]))
-    return seal({
+    body = {
         "schema": DIFF_SCHEMA_ID,
         "old": _policy_ref(old),
         "new": _policy_ref(new),
@@ -196,7 +198,18 @@ def diff_verdicts(old: Program, new: Program, sheets: Iterable[FactSheet], every
             "rule_outcomes_changed": {k: dict(sorted(v.items())) for k, v in sorted(rule_counts.items())},
         },
         "sheets": changed_sheets,
-    }, "diff_digest")
+    }
+    return {**body, "diff_digest": diff_digest(body)}
+
+
+def diff_digest(diff: dict) -> str:
+    """sha256 of a diff's canonical JSON, without its digest and without the paths its
+    sheets were read from (each is known by its facts digest): the same sheets compared
+    give the same digest wherever they lie and however their paths are spelled."""
+    body = {k: v for k, v in diff.items() if k != "diff_digest"}
+    body["sheets"] = sorted(({k: v for k, v in x.items() if k != "sheet"} for x in diff["sheets"]),
+                            key=lambda x: (not x["verdict_changed"], x["facts_digest"], str(x["subject"])))
+    return "sha256:" + hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 def _policy_ref(program: Program) -> dict:

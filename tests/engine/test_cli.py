@@ -657,12 +657,35 @@ def test_diff_reports_a_changed_note_as_wording(cli, tmp_path):
         "id": "backbone_found", "change": "changed", "details": ["wording changed"]}
 
 
-def test_diff_carries_its_own_digest(cli):
-    diff = json.loads(cli("diff", "--old", V1, "--new", V2, "-f", "json", str(EXAMPLES)).out)
-    body = {k: v for k, v in diff.items() if k != "diff_digest"}
+def test_diff_carries_its_own_digest_whatever_the_paths(cli, tmp_path):
+    copy = tmp_path / "archive"
+    shutil.copytree(EXAMPLES, copy)
+    runs = [json.loads(cli("diff", "--old", V1, "--new", V2, "-f", "json", folder).out)
+            for folder in (str(EXAMPLES), str(EXAMPLES.resolve()), str(copy))]
+    assert runs[0]["sheets"] != runs[2]["sheets"]  # the paths differ ...
+    assert len({r["diff_digest"] for r in runs}) == 1  # ... the digest does not
+    body = {k: v for k, v in runs[0].items() if k != "diff_digest"}
+    body["sheets"] = sorted(({k: v for k, v in x.items() if k != "sheet"} for x in body["sheets"]),
+                            key=lambda x: (not x["verdict_changed"], x["facts_digest"], x["subject"]))
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    assert diff["diff_digest"] == "sha256:" + hashlib.sha256(canonical).hexdigest()
-    assert diff["diff_digest"] in cli("diff", "--old", V1, "--new", V2, "-f", "markdown", str(EXAMPLES)).out
+    assert runs[0]["diff_digest"] == "sha256:" + hashlib.sha256(canonical).hexdigest()
+    assert runs[0]["diff_digest"] in cli("diff", "--old", V1, "--new", V2, "-f", "markdown", str(EXAMPLES)).out
+
+
+def test_diff_skips_json_in_a_folder_that_is_no_fact_sheet_and_says_so(cli, tmp_path):
+    archive = tmp_path / "archive"
+    shutil.copytree(EXAMPLES, archive)
+    assert cli("check", archive / "overseas-fine-tune.json", "--policy", V2, "-f", "json",
+               "-o", archive / "overseas-fine-tune.report.json").code == 1
+    assert cli("diff", "--old", V1, "--new", V2, archive, "-f", "json", "-o", archive / "round-1.json").code == 0
+    (archive / "model").mkdir()
+    (archive / "model" / "config.json").write_text('{"model_type": "llama"}')
+    run = cli("diff", "--old", V1, "--new", V2, archive, "-f", "json")
+    assert run.code == 0 and json.loads(run.out)["summary"]["sheets"] == len(VERDICTS)
+    assert run.err.startswith("note: skipped 3 JSON files that are not a fact sheet (first: ")
+    # Named on the command line, a file must be a fact sheet.
+    run = cli("diff", "--old", V1, "--new", V2, archive / "round-1.json")
+    assert run.code == 2 and "round-1.json" in run.err
 
 
 def test_diff_markdown(cli):
@@ -814,7 +837,9 @@ def test_detect_never_writes_over_a_file_of_the_model(cli, tmp_path):
     before = config.read_bytes()
     run = cli("detect", model, "-o", config)
     assert run.code == 2 and "which this command reads" in run.err and config.read_bytes() == before
-    assert cli("detect", model, "-o", model / "facts.json").code == 0  # a new file beside them is fine
+    # Nor a new file beside them: the next reading of the folder would take it in.
+    run = cli("detect", model, "-o", model / "facts.json")
+    assert run.code == 2 and "which this command reads" in run.err and not (model / "facts.json").exists()
 
 
 # -- init ------------------------------------------------------------------------------
