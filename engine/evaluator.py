@@ -157,7 +157,7 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         if value.is_integer() and abs(value) < 1e15:
             return str(int(value))
-        return repr(value)  # as written in the fact sheet: never rounded across a threshold
+        return f"{value:.12g}"  # as the sheet holds it, to 12 digits: arithmetic noise (7.000000000000001) gone
     if isinstance(value, (list, tuple)):
         return ", ".join(format_value(v) for v in value) if value else "none"
     if isinstance(value, dict):
@@ -633,6 +633,14 @@ class _Compiler:
             if fused is not None:
                 return fused
             left = self.expr(e.left)
+            if isinstance(c, list) and e.op in ("==", "!="):
+                def equals_list(ctx, env):
+                    a = left(ctx, env)
+                    if a is None:
+                        return None
+                    same = _lists_equal(a, c) if a.__class__ is list else False
+                    return None if same is None else same is (e.op == "==")
+                return equals_list
             if e.op == "==":
                 def equals_const(ctx, env):
                     a = left(ctx, env)
@@ -644,11 +652,14 @@ class _Compiler:
                 return None if a is None else op(a, c)
             return compare_const
         left, right = self.expr(e.left), self.expr(e.right)
-        if e.op == "==":
+        if e.op in ("==", "!="):
             def equals(ctx, env):
                 a = left(ctx, env)
                 b = right(ctx, env)
-                return None if a is None or b is None else a == b
+                if a is None or b is None:
+                    return None
+                same = _lists_equal(a, b) if a.__class__ is list and b.__class__ is list else a == b
+                return None if same is None else same if e.op == "==" else not same
             return equals
 
         def compare(ctx, env):
@@ -663,6 +674,13 @@ class _Compiler:
         neg = e.negated
         const = self.constant(e.collection)
         if const is not self._NO:
+            if const == ():  # `x in []` is an `or` of nothing: false, whatever x is
+                item = self.expr(e.item)
+
+                def member_of_nothing(ctx, env):
+                    item(ctx, env)  # still read: it is what the rule looked at
+                    return neg
+                return member_of_nothing
             const = frozenset(const) if isinstance(const, tuple) else const
             fused = self.fused(e.item, const.__contains__, neg)
             if fused is not None:
@@ -681,7 +699,11 @@ class _Compiler:
         def member(ctx, env):
             v = item(ctx, env)
             c = coll(ctx, env)
-            if v is None or c is None:
+            if c is None:
+                return None
+            if c.__class__ is list and not c:
+                return neg  # nothing to be found in
+            if v is None:
                 return None
             if v in c:
                 return not neg
@@ -942,6 +964,20 @@ class _Compiler:
                     unknown += 1
             return hits, unknown
         return tally
+
+
+def _lists_equal(a: list, b: list) -> bool | None:
+    """Lists are equal when they hold equal items in the same order: an `and` of the items'
+    equalities, so an unknown item leaves it unknown unless another pair differs."""
+    if len(a) != len(b):
+        return False
+    unknown = False
+    for x, y in zip(a, b):
+        if x is None or y is None:
+            unknown = True
+        elif x != y:
+            return False
+    return None if unknown else True
 
 
 def _names(e: Any, name: str) -> bool:

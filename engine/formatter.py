@@ -38,6 +38,8 @@ def precedence(e: ast.Expr) -> int:
 
 def format_string(text: str, template: bool = False) -> str:
     out = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    if not out.isprintable():  # a control character or line separator: written as its escape
+        out = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in out)
     if template:
         out = out.replace("{", "\\{").replace("}", "\\}")
     return f'"{out}"'
@@ -131,7 +133,8 @@ def _template(t: ast.Template) -> str:
         if isinstance(part, str):
             out.append(format_string(part, template=True)[1:-1])
         else:
-            out.append("{" + format_expr(part).replace('"', '\\"') + "}")  # a text in a hole: \"…\"
+            # A text in a hole is quoted \"…\"; a quote inside the text is written \u0022.
+            out.append("{" + format_expr(part).replace('\\"', "\\u0022").replace('"', '\\"') + "}")
     return '"' + "".join(out) + '"'
 
 

@@ -52,8 +52,11 @@ class _Words:
         return f"not ({self.say(inner)})"
 
     def _BoolChain(self, e: ast.BoolChain) -> str:
+        # `and` inside `or` binds tighter, but a reader of English does not know it: any
+        # chain inside the other kind is bracketed.
         inner = precedence(e) + 1
-        return f" {e.op} ".join(self.say(o, inner) for o in e.operands)
+        return f" {e.op} ".join(f"({self.say(o)})" if isinstance(o, ast.BoolChain) else self.say(o, inner)
+                                for o in e.operands)
 
     def _Implies(self, e: ast.Implies) -> str:
         return f"if {self.say(e.left, 2)}, then {self.say(e.right)}"
@@ -64,7 +67,7 @@ class _Words:
     def _Member(self, e: ast.Member) -> str:
         coll = e.collection
         if isinstance(coll, ast.ListLit):
-            where = "one of " + ", ".join(self.say(i) for i in coll.items)
+            where = "one of [" + ", ".join(self.say(i) for i in coll.items) + "]"
         else:
             where = f"in {self.say(coll, 6)}"
         return f"{self.say(e.item, 6)} is {'not ' if e.negated else ''}{where}"
@@ -90,8 +93,9 @@ class _Words:
         return f"{e.function}({', '.join(args)})"
 
     def _Count(self, e: ast.Count) -> str:
+        # Bracketed, so that what follows is not read as part of its filter.
         where = f" for which {self.say(e.where, 2)}" if e.where is not None else ""
-        return f"the number of items {_code(e.var)} in {self.say(e.source, 2)}{where}"
+        return f"(the number of items {_code(e.var)} in {self.say(e.source, 2)}{where})"
 
     def _Quantifier(self, e: ast.Quantifier) -> str:
         lead = {"any": "for some", "all": "for every", "none": "for no"}[e.kind]

@@ -206,6 +206,7 @@ def test_message_values_are_formatted(catalogue):
     (123456.7, "123456.7"),  # no exponent for a number a reader meets every day
     (4e-34, "4e-34"),  # a p-value that small is best read so
     (2.0, "2"),
+    (7.000000000000001, "7"),  # arithmetic noise is not shown
 ])
 def test_numbers_in_messages_are_shown_as_the_sheet_holds_them(catalogue, value, shown):
     facts = {"tokenizer": {"vocab_overlap": value}}
@@ -286,10 +287,33 @@ def test_lists_compare_by_their_items(catalogue, cond, members, expected):
     ('require "US" not in [card.license, "US"]', None, FAIL),
     ('require "US" in [card.license]', "US", PASS),
     ('require "US" in [card.license]', "mit", FAIL),
+    # Nothing is in an empty list, whatever the item is.
+    ("require card.license in nothing", None, FAIL),
+    ("require card.license not in nothing", None, PASS),
 ])
 def test_membership_in_a_list_holding_an_unknown(catalogue, cond, licence, expected):
     facts = {"card": {} if licence is None else {"license": licence}}
-    assert outcome_of(cond, facts, catalogue).outcome == expected
+    params = 'param nothing: list[string] = []\n  "no values"\n'
+    assert outcome_of(cond, facts, catalogue, params).outcome == expected
+
+
+@pytest.mark.parametrize("cond,expected", [
+    ('require [card.license] == ["x"]', INDETERMINATE),  # as far as it is known, it may be
+    ('require [card.license, "a"] == ["x", "b"]', FAIL),  # another pair differs: decided
+    ('require [card.license] != ["x", "y"]', PASS),  # lengths differ: decided
+])
+def test_a_list_with_an_unknown_item_equals_another_as_far_as_it_is_known(catalogue, cond, expected):
+    assert outcome_of(cond, {"card": {}}, catalogue).outcome == expected
+
+
+def test_shipped_reuse_rule_fails_a_copy_whose_reference_is_not_named(catalogue):
+    """`c.match.reference not in own_references` (empty by default) holds for any reference,
+    named or not: an identical component fails the rule even when its reference is unknown."""
+    params = 'param own_references: list[string] = []\n  "own"\n'
+    res = outcome_of("forbid any c in components where c.match.reference not in own_references:\n"
+                     '    decided(c.match.relation) in ["identical", "derived"]',
+                     {"components": [{"name": "enc", "match": {"relation": "identical"}}]}, catalogue, params)
+    assert res.outcome == FAIL
 
 
 @pytest.mark.parametrize("kinds,cond,expected", [

@@ -6,6 +6,7 @@ import random
 import re
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -161,6 +162,14 @@ def test_policies_with_odd_characters_give_one_line_diagnostics(catalogue, data)
 # -- the evaluator against a reference interpreter --------------------------------
 
 
+def kleene_and(vals):
+    return False if False in vals else (None if None in vals else True)
+
+
+def kleene_or(vals):
+    return True if True in vals else (None if None in vals else False)
+
+
 def reference(e, facts, env):
     """A direct, slow reading of the language's semantics (None is unknown)."""
     r = lambda x: reference(x, facts, env)  # noqa: E731
@@ -189,10 +198,21 @@ def reference(e, facts, env):
         a, b = r(e.left), r(e.right)
         if a is None or b is None:
             return None
+        if isinstance(a, list) and isinstance(b, list) and e.op in ("==", "!="):
+            # an `and` of the items' equalities
+            same = False if len(a) != len(b) else kleene_and(
+                [None if x is None or y is None else x == y for x, y in zip(a, b)])
+            return None if same is None else same == (e.op == "==")
         return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
     if isinstance(e, ast.Member):
         a, b = r(e.item), r(e.collection)
-        return None if a is None or b is None else (a in b) != e.negated
+        if b is None:
+            return None
+        if isinstance(b, list):  # an `or` of equalities with the items
+            found = kleene_or([None if a is None or x is None else a == x for x in b])
+        else:
+            found = None if a is None else a in b
+        return None if found is None else found != e.negated
     if isinstance(e, ast.Arith):
         a, b = r(e.left), r(e.right)
         if a is None or b is None or (e.op == "/" and b == 0):
@@ -265,3 +285,15 @@ def test_evaluation_is_deterministic(catalogue, sheet_facts):
     shuffled = json.loads(json.dumps(sheet_facts), object_pairs_hook=lambda kv: dict(reversed(kv)))
     again = report_json(build_report(evaluate_policy(policy, sheet(shuffled, catalogue))))
     assert first == again
+
+
+@pytest.mark.parametrize("title,hole", [
+    ('"a\\u000db"', 'tokenizer.origin == \\"a\\u0022b\\"'),  # a carriage return; a quote in a hole's text
+    ('"x\\u2028y"', 'tokenizer.origin otherwise \\"x\\\\\\\\y\\"'),  # a line separator; a backslash
+])
+def test_formatting_writes_escapes_that_read_back(title, hole):
+    text = (f'policy "p"\nversion "1"\ntitle {title}\nrule r {{\n  level blocking\n  cite "c"\n'
+            f'  require true\n  message "m {{{hole}}}"\n}}\n')
+    once = format_policy(text)
+    assert parse_policy(once, "p") == parse_policy(text, "p")
+    assert format_policy(once) == once and once.isascii()

@@ -37,6 +37,14 @@ def words(cond: str, catalogue, params: str = "") -> str:
      "Required: if `trail.continuous`, then `trail.committed` and `trail.present`."),
     ("require (trail.present or trail.committed) and trail.continuous",
      "Required: (`trail.present` or `trail.committed`) and `trail.continuous`."),
+    # `and` inside `or`: bracketed all the same, as English does not bind it tighter.
+    ("require trail.present or trail.committed and trail.continuous",
+     "Required: `trail.present` or (`trail.committed` and `trail.continuous`)."),
+    # A list stays one list before an `and`; a count stays one number before its comparison.
+    ('require card.license in ["mit", "own"] and trail.present',
+     'Required: `card.license` is one of ["mit", "own"] and `trail.present`.'),
+    ('require count(c in components where c.kind == "head") >= 1',
+     'Required: (the number of items `c` in `components` for which `c.kind` is "head") is at least 1.'),
 ])
 def test_words_group_as_the_condition_does(catalogue, cond, expected):
     assert words(cond, catalogue) == expected
