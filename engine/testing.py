@@ -204,13 +204,16 @@ def run_test_file(path: str | Path, catalogue: FactCatalogue, policy_path: Path 
         at = ("cases", i)
         if not isinstance(case, dict):
             raise doc.error(at, "a test case is a mapping with `name`, `facts` and `expect`")
-        bad = set(case) - {"name", "facts", "set", "unset", "params", "expect", "messages"}
+        bad = set(case) - {"name", "facts", "set", "unset", "params", "lang", "expect", "messages"}
         if bad:
             key = sorted(bad)[0]
             raise doc.error(at + (key,), f"unknown key `{key}`; a case has name, facts, set, unset, params, "
-                            "expect, messages")
+                            "lang, expect, messages")
+        lang = case.get("lang")
+        if lang not in (None, "ko", "en"):
+            raise doc.error(at + ("lang",), f"`{lang}` is not a message language; policies write `ko` and `en`")
         name = str(case.get("name") or f"case {i + 1}")
-        facts = _case_facts(doc, at, case, fixtures)
+        facts = _case_facts(doc, at, case, fixtures, set(catalogue.root.fields))
         params = _case_params(doc, at, case.get("params") or {}, policy)
         sheet_data = {"schema": FACTS_SCHEMA_ID, "subject": {"name": name}, "detectors": owners, "facts": facts}
         try:
@@ -220,9 +223,9 @@ def run_test_file(path: str | Path, catalogue: FactCatalogue, policy_path: Path 
             if problem.startswith(("expected a text, got `true`", "expected a text, got `false`")):
                 problem += " (YAML reads yes, no, on and off as true or false: quote the text)"
             raise doc.error(at + ("facts",), f"{err.place}: {problem}") from None
-        key = tuple(sorted((k, repr(v)) for k, v in params.items()))
+        key = (lang, *sorted((k, repr(v)) for k, v in params.items()))
         if key not in programs:
-            programs[key] = prepare_policy(policy, params)
+            programs[key] = prepare_policy(policy, params, lang)
         evaluation = programs[key].evaluate(sheet)
         expect = case.get("expect")
         if not isinstance(expect, dict) or not expect:
@@ -252,13 +255,16 @@ def run_test_file(path: str | Path, catalogue: FactCatalogue, policy_path: Path 
                 hint = did_you_mean(str(rule_id), outcomes)
                 raise doc.error(at + ("messages", rule_id), f"policy version {policy.version} has no rule "
                                 f"`{rule_id}`" + (f"; {hint}" if hint else ""))
+            if not str(text).strip():
+                raise doc.error(at + ("messages", rule_id), "an empty text is in every message: write the "
+                                "words the message must hold")
             if str(text) not in got.message:
                 failures.append(f"rule `{rule_id}`: message {got.message!r} does not contain {str(text)!r}")
         result.cases.append(CaseResult(name, doc.lines.get(at, 1), tuple(failures)))
     return result
 
 
-def _case_facts(doc: _Located, at: tuple, case: dict, fixtures: dict) -> dict:
+def _case_facts(doc: _Located, at: tuple, case: dict, fixtures: dict, known: set[str]) -> dict:
     base = case.get("facts", {})
     if isinstance(base, str):
         if base not in fixtures:
@@ -270,6 +276,10 @@ def _case_facts(doc: _Located, at: tuple, case: dict, fixtures: dict) -> dict:
     for key, value in (case.get("set") or {}).items():
         _assign(doc, at + ("set", key), facts, str(key), value)
     for key in case.get("unset") or []:
+        top = re.match(r"[A-Za-z_][A-Za-z0-9_]*", str(key))
+        if top is None or top.group() not in known:  # a typo would unset nothing, silently
+            hint = did_you_mean(top.group() if top else str(key), known)
+            raise doc.error(at + ("unset",), f"`{key}` names no fact" + (f"; {hint}" if hint else ""))
         _assign(doc, at + ("unset",), facts, str(key), _DELETE)
     return facts
 

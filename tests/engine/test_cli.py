@@ -1097,3 +1097,33 @@ def test_catalog_add_refuses_options_it_would_lose(cli, tmp_path, args, problem)
     model = _tiny_model(tmp_path / "tiny")
     run = cli("catalog", "add", model, "--id", "ref", "--origin", "US", "--catalog", tmp_path / "cat", *args)
     assert run.code == 2 and problem in run.err and not (tmp_path / "cat" / "ref").exists()
+
+
+def _policy_with_test(tmp_path: Path, cases: str) -> Path:
+    (tmp_path / "1.0.policy").write_text(
+        'policy "t"\nversion "1.0"\nrule a {\n  level blocking\n  cite "x"\n  require trail.present == true\n'
+        '  message ko "체크포인트 이력이 없습니다"\n  message en "no trail"\n}\n', encoding="utf-8")
+    test = tmp_path / "1.0.test.yaml"
+    test.write_text("cases:\n" + cases, encoding="utf-8")
+    return test
+
+
+def test_a_case_may_expect_the_message_in_korean(cli, tmp_path):
+    test = _policy_with_test(tmp_path, "  - name: ko\n    lang: ko\n    facts: {trail: {present: false}}\n"
+                                       "    expect: {a: fail}\n    messages: {a: 체크포인트}\n"
+                                       "  - name: en\n    facts: {trail: {present: false}}\n"
+                                       "    expect: {a: fail}\n    messages: {a: no trail}\n")
+    run = cli("test", "--no-coverage", test)
+    assert run.code == 0, run.out
+
+
+@pytest.mark.parametrize("case,problem", [
+    ("    unset: [tokenizr]\n", "`tokenizr` names no fact; did you mean `tokenizer`?"),
+    ("    messages: {a: ''}\n", "an empty text is in every message"),
+    ("    lang: fr\n", "`fr` is not a message language"),
+])
+def test_a_case_that_would_test_nothing_is_refused(cli, tmp_path, case, problem):
+    test = _policy_with_test(tmp_path, "  - name: c\n    facts: {trail: {present: false}}\n    expect: {a: fail}\n"
+                             + case)
+    run = cli("test", test)
+    assert run.code == 2 and problem in run.err
