@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import ast, markdown as md
 from .catalogue import FactCatalogue
 from .checker import FUNCTIONS, CheckedPolicy
-from .formatter import format_expr, precedence
+from .formatter import format_expr, format_string, precedence
 
 __all__ = ["render_policy", "describe_condition"]
 
@@ -110,7 +110,7 @@ def _value(v) -> str:
         return "true" if v else "false"
     if isinstance(v, float):
         return str(int(v)) if v.is_integer() else repr(v)
-    return f'"{v}"' if isinstance(v, str) else str(v)
+    return format_string(v) if isinstance(v, str) else str(v)
 
 
 def describe_condition(rule: ast.Rule, policy: CheckedPolicy) -> str:
