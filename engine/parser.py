@@ -239,6 +239,15 @@ def _syntax_diagnostic(err: UnexpectedInput, source: Source, in_message: bool = 
         if ch in _OTHER_LANGUAGES:
             doubled = source.text[pos + 1 : pos + 2] == ch  # `&&`, `||`
             return Diagnostic("syntax_error", f"unexpected `{ch * (1 + doubled)}`", span, help=_OTHER_LANGUAGES[ch])
+    before = re.search(r"(?:\b(?:and|or|implies|not|in)|==|!=|<=|>=|[<>+\-*/,(:])\s+"
+                       r"(title|level|cite|note|require|forbid|message)\s*$", source.text[:pos])
+    if before and not in_message:
+        # A condition left unfinished (`… and` at a line's end) takes the next field's word
+        # for a fact name, and the field's value then follows it.
+        word = before.group(1)
+        return Diagnostic("unfinished_condition", f"the condition before `{word}` is unfinished",
+                          Span(source, before.start(1), before.end(1)),
+                          help="complete the condition, or remove its last `and`/`or`")
     if token_text == "=" and "COMP_OP" in (getattr(err, "expected", None) or getattr(err, "accepts", None) or ()):
         return Diagnostic("single_equals", "`=` gives a parameter its default; to compare, write `==`", span)
     label = None if in_message else _classify(err)

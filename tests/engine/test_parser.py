@@ -173,3 +173,13 @@ def test_nesting_a_person_writes_is_read():
     cond = "(" * 40 + "trail.present" + ")" * 40 + " and " + "not " * 100 + "trail.present"
     parse_policy(f'policy "p"\nversion "1"\nrule r {{\n  level blocking\n  cite "c"\n  require {cond}\n'
                  '  message "m"\n}\n', "p.policy")
+
+
+@pytest.mark.parametrize("cond", ["trail.present and", "trail.present ==", "trail.checkpoints +"])
+def test_a_condition_left_unfinished_is_named_so(cond):
+    with pytest.raises(PolicyError) as err:
+        parse_policy(f'policy "p"\nversion "1"\nrule r {{\n  level blocking\n  cite "c"\n  require {cond}\n'
+                     '  message "m"\n}\n', "p.policy")
+    (d,) = err.value.diagnostics
+    assert (d.code, d.message, d.span.text) == (
+        "unfinished_condition", "the condition before `message` is unfinished", "message")
