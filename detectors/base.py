@@ -20,6 +20,7 @@ __all__ = [
     "Detector",
     "InputError",
     "inside_folder",
+    "LONE_SURROGATE",
 ]
 
 # The value types a fact may declare. `list[object]` declares a list whose element
@@ -129,6 +130,11 @@ _BREAKS = re.compile(r"\s*[\n\r\t\v\f\x1c-\x1f\x85\u2028\u2029]\s*")
 
 
 # The same in engine/diagnostics.py: the two packages share no code (their seam is the fact sheet).
+# Half of a UTF-16 surrogate pair, alone: JSON and YAML escapes can write one, yet it is
+# no character (it cannot be written out as UTF-8).
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def inside_folder(root: Path, path: Path) -> Path:
     """`path`, or an InputError when it (through a symlink) leaves the model folder `root`:
     what a submission's files say must come from the submission."""

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from detectors.base import DetectContext, FactDecl, InputError, inside_folder
+from detectors.base import LONE_SURROGATE, DetectContext, FactDecl, InputError, inside_folder
 
 __all__ = [
     "MANIFEST_FILE",
@@ -338,7 +338,7 @@ def _check_nodes(node: yaml.Node, shown: str) -> None:
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
             _check_nodes(item, shown)
-    elif isinstance(node, yaml.ScalarNode) and any("\ud800" <= c <= "\udfff" for c in node.value):
+    elif isinstance(node, yaml.ScalarNode) and LONE_SURROGATE.search(node.value):
         mark = node.start_mark  # (written as an escape: half of a UTF-16 pair, no character)
         raise InputError(shown, f"line {mark.line + 1}:{mark.column + 1}",
                          "holds half of a UTF-16 surrogate pair, which is no character")

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from detectors.base import InputError
+from detectors.base import LONE_SURROGATE, InputError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -145,22 +145,23 @@ def strict_json(text: str) -> Any:
     if "\\u" in text:  # only an escape can write a lone surrogate, which is no character
         where = _lone_surrogate(data, "")
         if where is not None:
-            raise ValueError(f"{where or 'a text'} holds half of a UTF-16 surrogate pair, which is no character")
+            shown = _printable(where, 120) or "a text"
+            raise ValueError(f"{shown} holds half of a UTF-16 surrogate pair, which is no character")
     return data
 
 
 def _lone_surrogate(value: Any, path: str) -> str | None:
     """The JSON path of the first text (or key) holding a lone surrogate, else None."""
     if isinstance(value, str):
-        return path if any("\ud800" <= c <= "\udfff" for c in value) else None
+        return path if LONE_SURROGATE.search(value) else None
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
         here = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
-        if isinstance(key, str) and any("\ud800" <= c <= "\udfff" for c in key):
-            return _printable(here, 120)
+        if isinstance(key, str) and LONE_SURROGATE.search(key):
+            return here
         found = _lone_surrogate(item, here)
         if found is not None:
-            return _printable(found, 120)
+            return found
     return None
 
 

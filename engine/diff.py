@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Optional
@@ -13,7 +12,7 @@ from . import markdown as md
 from .checker import CheckedPolicy, CheckedRule
 from .diagnostics import printable
 from .evaluator import Program
-from .facts import FactSheet, canonical_json
+from .facts import FactSheet, json_digest
 from .formatter import format_expr
 from .report import _Strict
 
@@ -209,7 +208,7 @@ def diff_digest(diff: dict) -> str:
     body = {k: v for k, v in diff.items() if k != "diff_digest"}
     body["sheets"] = sorted(({k: v for k, v in x.items() if k != "sheet"} for x in diff["sheets"]),
                             key=lambda x: (not x["verdict_changed"], x["facts_digest"], str(x["subject"])))
-    return "sha256:" + hashlib.sha256(canonical_json(body)).hexdigest()
+    return json_digest(body)
 
 
 def _policy_ref(program: Program) -> dict:

@@ -67,6 +67,11 @@ def canonical_json(data: Any) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
+def json_digest(data: Any) -> str:
+    """`sha256:` and the hex digest of the data's canonical JSON."""
+    return "sha256:" + hashlib.sha256(canonical_json(data)).hexdigest()
+
+
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
@@ -262,7 +267,7 @@ def validate_fact_sheet(data: Any, name: str, catalogue: FactCatalogue) -> FactS
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise InputError(name, format_json_path(first["loc"]), _problem(first, catalogue) + more) from None
     try:
-        digest = "sha256:" + hashlib.sha256(canonical_json(data)).hexdigest()
+        digest = json_digest(data)
     except UnicodeEncodeError:
         raise InputError(name, format_json_path(_surrogate_at(data)),
                          "a text holds half of a UTF-16 surrogate pair (`\\ud800`-`\\udfff` alone), "
@@ -271,13 +276,16 @@ def validate_fact_sheet(data: Any, name: str, catalogue: FactCatalogue) -> FactS
                      facts=data["facts"], digest=digest)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _surrogate_at(value: Any, loc: tuple = ()) -> tuple:
     """Where the first text holding a lone surrogate is (JSON escapes can write one)."""
     if isinstance(value, str):
-        return loc if any("\ud800" <= c <= "\udfff" for c in value) else ()
+        return loc if _SURROGATE.search(value) else ()
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
-        if isinstance(key, str) and any("\ud800" <= c <= "\udfff" for c in key):
+        if isinstance(key, str) and _SURROGATE.search(key):
             return loc + (key,)
         found = _surrogate_at(item, loc + (key,))
         if found:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 from typing import Any, Literal, Optional
@@ -12,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import markdown as md
 from .diagnostics import printable
 from .evaluator import Evaluation, format_value
-from .facts import canonical_json
+from .facts import json_digest
 
 __all__ = [
     "REPORT_SCHEMA_ID", "Report", "RuleReport", "EvidenceItem", "PolicyRef", "build_report",
@@ -114,7 +113,7 @@ def pick_title(titles, lang: str | None) -> str | None:
 def seal(data: dict, field: str = "report_digest") -> dict:
     body = {k: v for k, v in data.items() if k != field}
     data = dict(body)
-    data[field] = "sha256:" + hashlib.sha256(canonical_json(body)).hexdigest()
+    data[field] = json_digest(body)
     return data
 
 
